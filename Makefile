@@ -1,0 +1,108 @@
+# blktap: top-level, non-recursive build.
+#   make                 build everything into $(BUILD)
+#   make check           the whole test suite (unit + system)
+#   make check-asan      the suite again, built with ASan+UBSan
+#   make install DESTDIR=... PREFIX=...
+#   make bench           tapdisk vs qemu-nbd vs nbdkit, ratios in one run
+#   make clean
+
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+OPT ?= -O1
+else
+BUILD ?= build
+SAN_FLAGS :=
+OPT ?= -O2
+endif
+
+CC ?= gcc
+PKGS := liburing json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt
+
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
+	$(SAN_FLAGS) $(PKG_CFLAGS)
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Itests/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+LDFLAGS += $(SAN_FLAGS)
+LDLIBS += $(PKG_LIBS)
+
+TD_SRCS := $(filter-out tapdisk/main.c,$(wildcard tapdisk/*.c tapdisk/drivers/*.c))
+NBD_SRCS := $(wildcard blktap/nbd/*.c)
+TD_LIB := $(BUILD)/libtapdisk.a
+NBD_LIB := $(BUILD)/libblktap-nbd.a
+
+UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c)
+UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
+
+PROGS := $(BUILD)/tapdisk
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+.PHONY: all check check-unit check-system check-asan bench install clean format
+
+all: $(PROGS) $(UNIT_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(TD_LIB): $(call obj,$(TD_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(NBD_LIB): $(call obj,$(NBD_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%/tests/%: ;
+$(BUILD)/tapdisk/tests/test-%: $(BUILD)/tapdisk/tests/test-%.o $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/blktap/nbd/tests/test-%: $(BUILD)/blktap/nbd/tests/test-%.o $(NBD_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+check: all
+	BUILD=$(BUILD) tests/run
+
+check-unit: all
+	BUILD=$(BUILD) tests/run --unit
+
+check-system: all
+	BUILD=$(BUILD) tests/run --system
+
+check-asan:
+	$(MAKE) SANITIZE=1 check
+
+bench: all
+	BUILD=$(BUILD) bench/run
+
+install: all
+	install -d $(DESTDIR)$(LIBEXECDIR)/blktap $(DESTDIR)$(SBINDIR) \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/tapdisk $(DESTDIR)$(LIBEXECDIR)/blktap/tapdisk
+	ln -sf $(LIBEXECDIR)/blktap/tapdisk $(DESTDIR)$(SBINDIR)/tapdisk
+	install -m 0644 docs/man/tapdisk.8 $(DESTDIR)$(MANDIR)/man8/tapdisk.8
+
+format:
+	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(UNIT_SRCS) \
+		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h)
+
+clean:
+	rm -rf build build-asan tests/out bench/out
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
