@@ -51,6 +51,14 @@ struct td_request {
 	td_request_fn done; /* called once, from the loop, err 0 or -errno */
 	void *data;
 
+	/*
+	 * Set by whoever queues the request to an image (the vbd, or a driver
+	 * sending a request of its own to a parent); td_request_complete()
+	 * calls it. Forwarding down the chain leaves it alone.
+	 */
+	td_request_fn io_done;
+	void *io_data;
+
 	/* owned by the vbd */
 	struct td_request *qnext, *qprev;
 	uint64_t seq;
@@ -58,6 +66,7 @@ struct td_request {
 	struct td_defer defer;
 	int err;
 	void *align_ctx;
+	unsigned vbd_flags;
 };
 
 const char *td_op_name(enum td_op op);

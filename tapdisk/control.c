@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "control.h"
+#include "log.h"
+
+#define CTL_MAX_COMMANDS 16
+
+struct ctl_command {
+	const char *name;
+	td_control_fn fn;
+	void *data;
+};
+
+struct ctl_conn {
+	struct td_control *ctl;
+	int fd;
+	struct td_watch *watch;
+	char *in;
+	size_t in_len;
+	char *out;
+	size_t out_len, out_off;
+	bool closing;
+	struct ctl_conn *next;
+};
+
+struct td_control {
+	struct td_loop *loop;
+	char *path;
+	int fd;
+	struct td_watch *watch;
+	struct ctl_command cmds[CTL_MAX_COMMANDS];
+	int ncmds;
+	struct ctl_conn *conns;
+};
+
+int td_control_frame(struct json_object *msg, char **buf, size_t *len)
+{
+	const char *s = json_object_to_json_string_ext(msg,
+						       JSON_C_TO_STRING_PLAIN);
+	size_t n = strlen(s);
+	char *b = malloc(n + 4);
+
+	if (!b)
+		return -ENOMEM;
+	b[0] = n >> 24;
+	b[1] = n >> 16;
+	b[2] = n >> 8;
+	b[3] = n;
+	memcpy(b + 4, s, n);
+	*buf = b;
+	*len = n + 4;
+	return 0;
+}
+
+static void ctl_conn_free(struct ctl_conn *c)
+{
+	struct ctl_conn **pp;
+
+	for (pp = &c->ctl->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	td_watch_remove(c->watch);
+	close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static int ctl_flush(struct ctl_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off,
+				 c->out_len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return td_watch_set_events(c->watch, EPOLLOUT);
+			return -errno;
+		}
+		c->out_off += n;
+	}
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	return td_watch_set_events(c->watch, c->closing ? 0 : EPOLLIN);
+}
+
+static void ctl_reply(struct ctl_conn *c, struct json_object *reply)
+{
+	char *buf;
+	size_t len;
+
+	if (td_control_frame(reply, &buf, &len)) {
+		c->closing = true;
+		return;
+	}
+	free(c->out);
+	c->out = buf;
+	c->out_len = len;
+	c->out_off = 0;
+}
+
+static struct json_object *ctl_error(const char *msg, int err)
+{
+	struct json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(false));
+	json_object_object_add(r, "error", json_object_new_string(msg));
+	json_object_object_add(r, "errno", json_object_new_int(err));
+	return r;
+}
+
+static struct json_object *ctl_dispatch(struct td_control *ctl,
+					const char *msg, size_t len)
+{
+	struct json_object *req, *v, *reply;
+	const char *cmd, *error = NULL;
+	int i, rc;
+
+	req = json_tokener_parse(msg);
+	if (!req || !json_object_is_type(req, json_type_object)) {
+		json_object_put(req);
+		return ctl_error("message is not a JSON object", EINVAL);
+	}
+	if (!json_object_object_get_ex(req, "version", &v) ||
+	    json_object_get_int(v) != TD_CONTROL_VERSION) {
+		json_object_put(req);
+		return ctl_error("unsupported protocol version (want 1)",
+				 EPROTO);
+	}
+	if (!json_object_object_get_ex(req, "command", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(req);
+		return ctl_error("no \"command\"", EINVAL);
+	}
+	cmd = json_object_get_string(v);
+	for (i = 0; i < ctl->ncmds; i++)
+		if (!strcmp(ctl->cmds[i].name, cmd))
+			break;
+	if (i == ctl->ncmds) {
+		json_object_put(req);
+		return ctl_error("unknown command", EOPNOTSUPP);
+	}
+	reply = json_object_new_object();
+	json_object_object_add(reply, "ok", json_object_new_boolean(true));
+	rc = ctl->cmds[i].fn(req, reply, &error, ctl->cmds[i].data);
+	json_object_put(req);
+	if (rc) {
+		json_object_put(reply);
+		return ctl_error(error ? error : strerror(-rc), -rc);
+	}
+	return reply;
+}
+
+/* Handle every complete message in the input buffer. */
+static void ctl_process(struct ctl_conn *c)
+{
+	while (c->in_len >= 4 && !c->out) {
+		const unsigned char *p = (const unsigned char *)c->in;
+		size_t len = (size_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+		struct json_object *reply;
+		char *msg;
+
+		if (len > TD_CONTROL_MAX_MSG) {
+			reply = ctl_error("message too large", EMSGSIZE);
+			ctl_reply(c, reply);
+			json_object_put(reply);
+			c->closing = true;
+			return;
+		}
+		if (c->in_len < len + 4)
+			return;
+		msg = strndup(c->in + 4, len);
+		reply = msg ? ctl_dispatch(c->ctl, msg, len) :
+			      ctl_error("out of memory", ENOMEM);
+		free(msg);
+		ctl_reply(c, reply);
+		json_object_put(reply);
+		memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
+		c->in_len -= 4 + len;
+	}
+}
+
+static void ctl_conn_event(struct td_watch *w, int fd, uint32_t events,
+			   void *data)
+{
+	struct ctl_conn *c = data;
+	ssize_t n;
+
+	if (events & EPOLLIN) {
+		if (!c->in)
+			c->in = malloc(TD_CONTROL_MAX_MSG + 4);
+		if (!c->in)
+			goto close;
+		n = recv(fd, c->in + c->in_len,
+			 TD_CONTROL_MAX_MSG + 4 - c->in_len, 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			goto close;
+		if (n > 0)
+			c->in_len += n;
+		ctl_process(c);
+	}
+	if (c->out && ctl_flush(c))
+		goto close;
+	if (c->closing && !c->out)
+		goto close;
+	if (!c->out && c->in_len >= 4)
+		ctl_process(c);
+	if (c->out && ctl_flush(c))
+		goto close;
+	return;
+close:
+	ctl_conn_free(c);
+}
+
+static void ctl_accept(struct td_watch *w, int fd, uint32_t events,
+		       void *data)
+{
+	struct td_control *ctl = data;
+	struct ctl_conn *c;
+	int cfd;
+
+	cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (cfd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(cfd);
+		return;
+	}
+	c->ctl = ctl;
+	c->fd = cfd;
+	c->watch = td_watch_add(ctl->loop, cfd, EPOLLIN, ctl_conn_event, c);
+	if (!c->watch) {
+		close(cfd);
+		free(c);
+		return;
+	}
+	c->next = ctl->conns;
+	ctl->conns = c;
+}
+
+struct td_control *td_control_new(struct td_loop *loop, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct td_control *ctl;
+	mode_t old;
+	int err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		td_err("control socket %s: path too long", path);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return NULL;
+	ctl->loop = loop;
+	ctl->fd = -1;
+	ctl->path = strdup(path);
+	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			 0);
+	if (!ctl->path || ctl->fd < 0)
+		goto fail;
+	strcpy(sa.sun_path, path);
+	unlink(path);
+	/* owner only: the socket can pause and reconfigure the disk */
+	old = umask(077);
+	err = bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (err || listen(ctl->fd, 16))
+		goto fail;
+	ctl->watch = td_watch_add(loop, ctl->fd, EPOLLIN, ctl_accept, ctl);
+	if (!ctl->watch)
+		goto fail;
+	return ctl;
+fail:
+	err = errno;
+	td_err("control socket %s: %s", path, strerror(err));
+	if (ctl->fd >= 0)
+		close(ctl->fd);
+	free(ctl->path);
+	free(ctl);
+	errno = err;
+	return NULL;
+}
+
+int td_control_register(struct td_control *ctl, const char *command,
+			td_control_fn fn, void *data)
+{
+	if (ctl->ncmds == CTL_MAX_COMMANDS)
+		return -ENOSPC;
+	ctl->cmds[ctl->ncmds++] = (struct ctl_command){ command, fn, data };
+	return 0;
+}
+
+void td_control_free(struct td_control *ctl)
+{
+	if (!ctl)
+		return;
+	while (ctl->conns)
+		ctl_conn_free(ctl->conns);
+	td_watch_remove(ctl->watch);
+	close(ctl->fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The control socket of a tapdisk: a Unix stream socket carrying
+ * length-prefixed JSON (4-byte big-endian length, then that many bytes of
+ * one JSON object with "version" and "command"). Every request gets one
+ * reply: {"ok":true,...} or {"ok":false,"error":"...","errno":N}.
+ */
+#ifndef TD_CONTROL_H
+#define TD_CONTROL_H
+
+#include "loop.h"
+
+#define TD_CONTROL_VERSION 1
+#define TD_CONTROL_MAX_MSG (64 * 1024)
+
+struct td_control;
+struct json_object;
+
+/*
+ * A command handler fills reply (an object already holding "ok":true) and
+ * returns 0, or returns -errno and sets *error to a static message.
+ */
+typedef int (*td_control_fn)(struct json_object *request,
+			     struct json_object *reply, const char **error,
+			     void *data);
+
+struct td_control *td_control_new(struct td_loop *loop, const char *path);
+int td_control_register(struct td_control *ctl, const char *command,
+			td_control_fn fn, void *data);
+/* Closes every connection and unlinks the socket. */
+void td_control_free(struct td_control *ctl);
+
+/* Framing helpers, shared with clients of the protocol. */
+int td_control_frame(struct json_object *msg, char **buf, size_t *len);
+
+#endif

@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * tapdisk: serve one virtual disk until told to stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "buf.h"
+#include "control.h"
+#include "image.h"
+#include "io.h"
+#include "log.h"
+#include "loop.h"
+#include "nbd.h"
+#include "vbd.h"
+
+#define TD_VERSION "0.1.0"
+#define TD_MAX_EXPORTS 16
+#define TD_IO_DEPTH 256
+
+struct tapdisk {
+	const char *image_name;
+	const char *nbd_addrs[TD_MAX_EXPORTS];
+	int n_nbd;
+	const char *export_name;
+	const char *control_path;
+	bool readonly;
+	bool daemonize;
+	bool use_syslog;
+	int log_level;
+	unsigned max_inflight;
+	enum td_io_kind io_kind;
+
+	struct td_loop *loop;
+	struct td_ioengine *io;
+	struct td_image *chain;
+	struct td_vbd *vbd;
+	struct nbd_server *nbd[TD_MAX_EXPORTS];
+	struct td_control *control;
+	struct td_watch *sigwatch;
+	int sigfd;
+	int servers_open;
+	bool stopping;
+	int exit_code;
+	struct td_request flush_req;
+	int ready_fd;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tapdisk [OPTIONS] IMAGE\n"
+		"Serve one virtual disk until SIGTERM or SIGINT.\n"
+		"\n"
+		"IMAGE is TYPE:PATH or a path whose format is probed:\n"
+		"  aio:/path         raw file or block device, O_DIRECT\n"
+		"  sync:/path        raw file, buffered (no O_DIRECT)\n"
+		"  ram:NAME?size=1G  RAM disk shared by name between tapdisks\n"
+		"  ram:?size=64M     private RAM disk\n"
+		"\n"
+		"Options:\n"
+		"  -n, --nbd ADDR          NBD export: unix:PATH or "
+		"tcp:[HOST]:PORT\n"
+		"                          (HOST defaults to 127.0.0.1; "
+		"repeatable)\n"
+		"  -e, --export-name NAME  NBD export name (default \"\")\n"
+		"  -r, --readonly          refuse writes\n"
+		"  -i, --io-engine ENGINE  io_uring, libaio or auto (default)\n"
+		"  -c, --control PATH      control socket (JSON requests)\n"
+		"  -q, --max-inflight N    requests in flight to the image "
+		"(default 128)\n"
+		"  -d, --daemon            detach once serving; log to syslog\n"
+		"      --log=stderr|syslog where messages go "
+		"(default: stderr)\n"
+		"  -v, --verbose           debug messages\n"
+		"  -h, --help              this help\n"
+		"  -V, --version           print the version\n"
+		"\n"
+		"Exit status: 0 after a clean shutdown, 1 on a runtime error,\n"
+		"2 on a usage error. See tapdisk(8).\n");
+}
+
+static int parse_args(struct tapdisk *td, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "nbd", required_argument, NULL, 'n' },
+		{ "export-name", required_argument, NULL, 'e' },
+		{ "readonly", no_argument, NULL, 'r' },
+		{ "io-engine", required_argument, NULL, 'i' },
+		{ "control", required_argument, NULL, 'c' },
+		{ "max-inflight", required_argument, NULL, 'q' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	long n;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "n:e:ri:c:q:dvhV", opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'n':
+			if (td->n_nbd == TD_MAX_EXPORTS) {
+				fprintf(stderr, "tapdisk: at most %d --nbd\n",
+					TD_MAX_EXPORTS);
+				return 2;
+			}
+			td->nbd_addrs[td->n_nbd++] = optarg;
+			break;
+		case 'e':
+			td->export_name = optarg;
+			break;
+		case 'r':
+			td->readonly = true;
+			break;
+		case 'i':
+			if (td_io_kind_parse(optarg, &td->io_kind)) {
+				fprintf(stderr,
+					"tapdisk: --io-engine: '%s' is not "
+					"io_uring, libaio or auto\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			td->control_path = optarg;
+			break;
+		case 'q':
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 4096) {
+				fprintf(stderr,
+					"tapdisk: --max-inflight: '%s' is not "
+					"a number from 1 to 4096\n",
+					optarg);
+				return 2;
+			}
+			td->max_inflight = n;
+			break;
+		case 'd':
+			td->daemonize = true;
+			td->use_syslog = true;
+			break;
+		case 'L':
+			if (strcmp(optarg, "stderr") &&
+			    strcmp(optarg, "syslog")) {
+				fprintf(stderr,
+					"tapdisk: --log: '%s' is not stderr "
+					"or syslog\n",
+					optarg);
+				return 2;
+			}
+			td->use_syslog = !strcmp(optarg, "syslog");
+			break;
+		case 'v':
+			td->log_level = LOG_DEBUG;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("tapdisk %s\n", TD_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "tapdisk: %s\n",
+			optind == argc ? "no IMAGE given" :
+					 "only one IMAGE per tapdisk");
+		usage(stderr);
+		return 2;
+	}
+	td->image_name = argv[optind];
+	return 0;
+}
+
+static void td_shutdown_done(struct tapdisk *td)
+{
+	td_loop_stop(td->loop);
+}
+
+static void td_flush_done(struct td_request *req, int err)
+{
+	struct tapdisk *td = req->data;
+
+	if (err) {
+		td_err("final flush failed: %s", strerror(-err));
+		td->exit_code = 1;
+	}
+	td_shutdown_done(td);
+}
+
+/* Every client is gone and nothing is in flight: make the data durable. */
+static void td_drained(struct td_loop *loop, void *data)
+{
+	struct tapdisk *td = data;
+
+	if (td_vbd_readonly(td->vbd)) {
+		td_shutdown_done(td);
+		return;
+	}
+	td->flush_req.op = TD_OP_FLUSH;
+	td->flush_req.done = td_flush_done;
+	td->flush_req.data = td;
+	td_vbd_submit(td->vbd, &td->flush_req);
+}
+
+static void td_server_closed(struct td_loop *loop, void *data)
+{
+	struct tapdisk *td = data;
+
+	if (--td->servers_open == 0)
+		td_vbd_drain(td->vbd, td_drained, td);
+}
+
+static void td_begin_shutdown(struct tapdisk *td, const char *why)
+{
+	int i;
+
+	if (td->stopping)
+		return;
+	td->stopping = true;
+	td_info("%s: finishing in-flight requests and shutting down", why);
+	td->servers_open = td->n_nbd + 1;
+	for (i = 0; i < td->n_nbd; i++)
+		nbd_server_shutdown(td->nbd[i], td_server_closed, td);
+	td_server_closed(td->loop, td);
+}
+
+static void td_signal(struct td_watch *w, int fd, uint32_t events, void *data)
+{
+	struct tapdisk *td = data;
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		if (td->stopping) {
+			td_warn("%s again: exiting without waiting",
+				strsignal(si.ssi_signo));
+			td->exit_code = 1;
+			td_loop_stop(td->loop);
+			return;
+		}
+		td_begin_shutdown(td, strsignal(si.ssi_signo));
+	}
+}
+
+static int td_setup_signals(struct tapdisk *td)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	td->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (td->sigfd < 0)
+		return -errno;
+	td->sigwatch = td_watch_add(td->loop, td->sigfd, EPOLLIN, td_signal,
+				    td);
+	return td->sigwatch ? 0 : -errno;
+}
+
+static int ctl_info(struct json_object *req, struct json_object *reply,
+		    const char **error, void *data)
+{
+	struct tapdisk *td = data;
+	struct json_object *chain = json_object_new_array();
+	struct json_object *exports = json_object_new_array();
+	struct td_image *img;
+	int i;
+
+	for (img = td->chain; img; img = img->parent)
+		json_object_array_add(chain, json_object_new_string(img->name));
+	for (i = 0; i < td->n_nbd; i++)
+		json_object_array_add(exports,
+				      json_object_new_string(
+					      nbd_server_address(td->nbd[i])));
+	json_object_object_add(reply, "image",
+			       json_object_new_string(td->chain->name));
+	json_object_object_add(reply, "size",
+			       json_object_new_uint64(td_vbd_size(td->vbd)));
+	json_object_object_add(reply, "readonly",
+			       json_object_new_boolean(
+				       td_vbd_readonly(td->vbd)));
+	json_object_object_add(reply, "io_engine",
+			       json_object_new_string(td_io_name(td->io)));
+	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
+	json_object_object_add(reply, "chain", chain);
+	json_object_object_add(reply, "nbd", exports);
+	return 0;
+}
+
+static int ctl_stats(struct json_object *req, struct json_object *reply,
+		     const char **error, void *data)
+{
+	struct tapdisk *td = data;
+
+	json_object_object_add(reply, "image",
+			       json_object_new_string(td->chain->name));
+	json_object_object_add(reply, "stats",
+			       td_stats_json(td_vbd_stats(td->vbd)));
+	return 0;
+}
+
+/*
+ * Fork before anything is set up (io_uring and epoll do not survive a
+ * fork well); the parent waits on a pipe for the child to say it serves.
+ */
+static int td_daemonize(struct tapdisk *td)
+{
+	int p[2];
+	char status = 1;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1;
+		_exit(status);
+	}
+	close(p[0]);
+	setsid();
+	td->ready_fd = p[1];
+	return 0;
+}
+
+static void td_ready(struct tapdisk *td, char status)
+{
+	int fd;
+
+	if (td->ready_fd < 0)
+		return;
+	if (write(td->ready_fd, &status, 1) < 0)
+		td_warn("cannot report readiness: %s", strerror(errno));
+	close(td->ready_fd);
+	td->ready_fd = -1;
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static int td_start(struct tapdisk *td)
+{
+	struct nbd_server_opts nopts = {
+		.export_name = td->export_name,
+		.readonly = td->readonly,
+	};
+	char ident[512];
+	int rc, i;
+
+	td->loop = td_loop_new();
+	if (!td->loop)
+		return -errno;
+	rc = td_setup_signals(td);
+	if (rc)
+		return rc;
+	td->io = td_io_new(td->loop, td->io_kind, TD_IO_DEPTH);
+	if (!td->io) {
+		td_err("%s: no I/O engine: %s", td->image_name,
+		       strerror(errno));
+		return -errno;
+	}
+	rc = td_image_open_chain(td->image_name,
+				 td->readonly ? TD_OPEN_RDONLY : 0, td->loop,
+				 td->io, &td->chain);
+	if (rc)
+		return rc;
+	snprintf(ident, sizeof(ident), "tapdisk[%s]", td->chain->name);
+	td_log_set_ident(ident);
+	td->vbd = td_vbd_new(td->loop, td->chain,
+			     td->readonly ? TD_VBD_RDONLY : 0,
+			     td->max_inflight);
+	if (!td->vbd)
+		return -errno;
+	for (i = 0; i < td->n_nbd; i++) {
+		td->nbd[i] = nbd_server_new(td->loop, td->vbd, td->nbd_addrs[i],
+					    &nopts);
+		if (!td->nbd[i])
+			return -errno;
+	}
+	if (td->control_path) {
+		td->control = td_control_new(td->loop, td->control_path);
+		if (!td->control)
+			return -errno;
+		td_control_register(td->control, "info", ctl_info, td);
+		td_control_register(td->control, "stats", ctl_stats, td);
+	}
+	td_info("serving %llu bytes%s with %s I/O on %d NBD export%s",
+		(unsigned long long)td_vbd_size(td->vbd),
+		td_vbd_readonly(td->vbd) ? " read-only" : "",
+		td_io_name(td->io), td->n_nbd, td->n_nbd == 1 ? "" : "s");
+	for (i = 0; i < td->n_nbd; i++)
+		td_info("NBD export on %s", nbd_server_address(td->nbd[i]));
+	return 0;
+}
+
+static void td_cleanup(struct tapdisk *td)
+{
+	int i;
+
+	td_control_free(td->control);
+	for (i = 0; i < td->n_nbd; i++)
+		if (td->nbd[i])
+			nbd_server_free(td->nbd[i]);
+	if (td->vbd)
+		td_vbd_free(td->vbd);
+	td_image_close_chain(td->chain);
+	if (td->io)
+		td_io_free(td->io);
+	if (td->sigwatch)
+		td_watch_remove(td->sigwatch);
+	if (td->sigfd >= 0)
+		close(td->sigfd);
+	if (td->loop)
+		td_loop_free(td->loop);
+	td_buf_trim();
+}
+
+int main(int argc, char **argv)
+{
+	struct tapdisk td = {
+		.io_kind = TD_IO_AUTO,
+		.log_level = LOG_INFO,
+		.sigfd = -1,
+		.ready_fd = -1,
+	};
+	int rc;
+
+	rc = parse_args(&td, argc, argv);
+	if (rc)
+		return rc;
+	td_log_open("tapdisk", !td.use_syslog, td.log_level);
+	if (td.n_nbd == 0 && !td.control_path)
+		td_warn("%s: no --nbd export and no --control socket: "
+			"nothing can reach this disk",
+			td.image_name);
+	if (td.daemonize && (rc = td_daemonize(&td))) {
+		td_err("cannot detach: %s", strerror(-rc));
+		return 1;
+	}
+	rc = td_start(&td);
+	if (rc) {
+		td_ready(&td, 1);
+		td_cleanup(&td);
+		return 1;
+	}
+	td_ready(&td, 0);
+	rc = td_loop_run(td.loop);
+	if (rc) {
+		td_err("event loop failed: %s", strerror(-rc));
+		td.exit_code = 1;
+	}
+	td_cleanup(&td);
+	if (!td.exit_code)
+		td_info("clean shutdown");
+	return td.exit_code;
+}
