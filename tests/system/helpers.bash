@@ -28,7 +28,8 @@ done
 unset _lib
 
 TD_TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-: "${TAPDISK:=$TD_TOP/build/tapdisk}"
+# tests/run exports TAPDISK; run alone, bats uses the default build
+: "${TAPDISK:=$TD_TOP/${BUILD:-build}/tapdisk}"
 case "$TAPDISK" in /*) ;; *) TAPDISK=$TD_TOP/$TAPDISK ;; esac
 export TAPDISK
 # Debian's python modules (python3-libnbd) belong to /usr/bin/python3;
@@ -59,7 +60,7 @@ need() {
 }
 
 td_setup() {
-	[ -x "$TAPDISK" ] || fail "no tapdisk binary at $TAPDISK (run make)"
+	[ -f "$TAPDISK" ] && [ -x "$TAPDISK" ] || fail "no tapdisk binary at $TAPDISK (run make)"
 	TD_DIR=$(mktemp -d /var/tmp/blktap-test.XXXXXX)
 	TD_N=0
 	TD_PIDS=()
