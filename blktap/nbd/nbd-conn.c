@@ -83,6 +83,46 @@ int nbd_conn_send_bytes(struct nbd_conn *c, const void *data, size_t len)
 	return 0;
 }
 
+static void resume_cb(struct td_loop *loop, void *data);
+
+static void update_throttle(struct nbd_conn *c)
+{
+	bool over = c->nios >= NBD_MAX_INFLIGHT ||
+		    c->buf_bytes >= NBD_MAX_INFLIGHT_BYTES;
+
+	if (over == c->throttled)
+		return;
+	c->throttled = over;
+	conn_update_events(c);
+	/* requests may already sit in the buffer; no wake-up for them */
+	if (!over && c->srv && c->state == NBD_CONN_XMIT &&
+	    c->in_end > c->in_start && !c->resume_queued) {
+		c->resume_queued = true;
+		td_loop_defer(c->srv->loop, &c->resume, resume_cb, c);
+	}
+}
+
+static int io_buf_get(struct nbd_conn *c, struct nbd_io *io, size_t size)
+{
+	io->buf = td_buf_get(size);
+	if (!io->buf)
+		return -ENOMEM;
+	io->buf_size = size;
+	c->buf_bytes += size;
+	update_throttle(c);
+	return 0;
+}
+
+static void io_buf_put(struct nbd_conn *c, struct nbd_io *io)
+{
+	if (!io->buf)
+		return;
+	td_buf_put(io->buf, io->buf_size);
+	io->buf = NULL;
+	c->buf_bytes -= io->buf_size;
+	update_throttle(c);
+}
+
 static struct nbd_io *io_get(struct nbd_conn *c)
 {
 	struct nbd_io *io = c->free_ios;
@@ -99,10 +139,7 @@ static struct nbd_io *io_get(struct nbd_conn *c)
 	io->buf = NULL;
 	io->out_idx = io->out_cnt = 0;
 	c->nios++;
-	if (c->nios >= NBD_MAX_INFLIGHT && !c->throttled) {
-		c->throttled = true;
-		conn_update_events(c);
-	}
+	update_throttle(c);
 	return io;
 }
 
@@ -121,23 +158,10 @@ static void resume_cb(struct td_loop *loop, void *data)
 
 static void io_put(struct nbd_conn *c, struct nbd_io *io)
 {
-	if (io->buf) {
-		td_buf_put(io->buf, io->buf_size);
-		io->buf = NULL;
-	}
 	io->next = c->free_ios;
 	c->free_ios = io;
 	c->nios--;
-	if (c->throttled && c->nios < NBD_MAX_INFLIGHT) {
-		c->throttled = false;
-		conn_update_events(c);
-		/* requests may already sit in the buffer; no wake-up for them */
-		if (c->srv && c->state == NBD_CONN_XMIT &&
-		    c->in_end > c->in_start && !c->resume_queued) {
-			c->resume_queued = true;
-			td_loop_defer(c->srv->loop, &c->resume, resume_cb, c);
-		}
-	}
+	io_buf_put(c, io);
 }
 
 static void queue_reply(struct nbd_conn *c, struct nbd_io *io)
@@ -154,8 +178,8 @@ static void queue_reply(struct nbd_conn *c, struct nbd_io *io)
 /* An error reply, simple or structured as the command requires. */
 static void reply_error(struct nbd_conn *c, struct nbd_io *io, uint32_t err)
 {
-	if (c->caps.structured && (io->type == NBD_CMD_READ ||
-				   io->type == NBD_CMD_BLOCK_STATUS)) {
+	if (c->caps.structured &&
+	    (io->type == NBD_CMD_READ || io->type == NBD_CMD_BLOCK_STATUS)) {
 		nbd_enc_error_chunk(io->hdr, err, io->cookie);
 		io->out[0].iov_len = NBD_ERROR_CHUNK_LEN;
 	} else {
@@ -164,10 +188,7 @@ static void reply_error(struct nbd_conn *c, struct nbd_io *io, uint32_t err)
 	}
 	io->out[0].iov_base = io->hdr;
 	io->out_cnt = 1;
-	if (io->buf) {
-		td_buf_put(io->buf, io->buf_size);
-		io->buf = NULL;
-	}
+	io_buf_put(c, io);
 	queue_reply(c, io);
 }
 
@@ -206,9 +227,8 @@ static void reply_ok(struct nbd_conn *c, struct nbd_io *io)
 		io->out[1].iov_base = io->buf;
 		io->out[1].iov_len = io->len;
 		io->out_cnt = 2;
-	} else if (io->buf) {
-		td_buf_put(io->buf, io->buf_size);
-		io->buf = NULL;
+	} else {
+		io_buf_put(c, io);
 	}
 	queue_reply(c, io);
 }
@@ -222,8 +242,8 @@ static bool bs_add(struct nbd_io *io, const struct td_extent *e)
 	bool one = io->flags & NBD_CMD_FLAG_REQ_ONE;
 	uint32_t flags = nbd_state_flags(e->flags);
 	uint64_t len = e->len;
-	uint8_t *last = io->ext + 4 + (io->n_ext ? io->n_ext - 1 : 0) *
-						      NBD_EXTENT_LEN;
+	uint8_t *last =
+		io->ext + 4 + (io->n_ext ? io->n_ext - 1 : 0) * NBD_EXTENT_LEN;
 
 	if (one && len > io->len - io->covered)
 		len = io->len - io->covered;
@@ -367,9 +387,7 @@ static int handle_request(struct nbd_conn *c, const struct nbd_req_hdr *h)
 		return 0;
 	}
 	if ((h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) && h->len) {
-		io->buf_size = h->len;
-		io->buf = td_buf_get(h->len);
-		if (!io->buf) {
+		if (io_buf_get(c, io, h->len)) {
 			if (h->type == NBD_CMD_WRITE)
 				c->skip = h->len;
 			reply_error(c, io, NBD_ENOMEM);
@@ -624,8 +642,7 @@ void nbd_conn_flush(struct nbd_conn *c)
 		set_want_out(c, false);
 }
 
-static void conn_event(struct td_watch *w, int fd, uint32_t events,
-		       void *data)
+static void conn_event(struct td_watch *w, int fd, uint32_t events, void *data)
 {
 	struct nbd_conn *c = data;
 
@@ -658,6 +675,7 @@ static void conn_destroy(struct nbd_conn *c)
 	struct nbd_server *srv = c->srv;
 
 	td_info("nbd %s: connection closed", c->peer);
+	c->state = NBD_CONN_CLOSING;
 	if (c->watch)
 		td_watch_remove(c->watch);
 	c->watch = NULL;
@@ -685,8 +703,7 @@ static void conn_destroy(struct nbd_conn *c)
 		free(c);
 }
 
-struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd,
-			      const char *peer)
+struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, const char *peer)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 
@@ -724,6 +741,12 @@ void nbd_conn_shutdown(struct nbd_conn *c)
 		c->wr = NULL;
 	}
 	conn_update_events(c);
+	nbd_conn_check(c);
+}
+
+void nbd_conn_kill(struct nbd_conn *c)
+{
+	conn_fail(c);
 	nbd_conn_check(c);
 }
 

@@ -115,8 +115,7 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 		return opt_error(c, opt, NBD_REP_ERR_INVALID,
 				 "malformed INFO/GO request");
 	if (!name_matches(c, req.name, req.name_len))
-		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN,
-				 "no such export");
+		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 
 	nbd_put16(buf, NBD_INFO_EXPORT);
 	nbd_put64(buf + 2, td_vbd_size(c->srv->vbd));
@@ -127,8 +126,8 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	min_block = info->align > 1 ? info->align : 1;
 	nbd_put16(buf, NBD_INFO_BLOCK_SIZE);
 	nbd_put32(buf + 2, min_block);
-	nbd_put32(buf + 6, min_block > NBD_PREF_BLOCK ? min_block :
-							NBD_PREF_BLOCK);
+	nbd_put32(buf + 6,
+		  min_block > NBD_PREF_BLOCK ? min_block : NBD_PREF_BLOCK);
 	nbd_put32(buf + 10, NBD_MAX_PAYLOAD);
 	if (!err)
 		err = opt_reply(c, opt, NBD_REP_INFO, buf, 14);
@@ -164,8 +163,7 @@ static int opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 		return opt_error(c, opt, NBD_REP_ERR_INVALID,
 				 "malformed meta context request");
 	if (!name_matches(c, req.name, req.name_len))
-		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN,
-				 "no such export");
+		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 
 	if (set)
 		reply = req.allocation;
@@ -186,8 +184,8 @@ static int opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	return opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
-static int handle_option(struct nbd_conn *c, uint32_t opt,
-			 const uint8_t *data, uint32_t len)
+static int handle_option(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
+			 uint32_t len)
 {
 	switch (opt) {
 	case NBD_OPT_EXPORT_NAME:

@@ -21,6 +21,8 @@
 #define NBD_IN_BUF_SIZE (256u * 1024)
 /* requests a connection may have in the vbd or awaiting their reply */
 #define NBD_MAX_INFLIGHT 256u
+/* and the data buffers they may pin, so a client can't hoard memory */
+#define NBD_MAX_INFLIGHT_BYTES (64u << 20)
 /* extents gathered for one block status reply before it is sent */
 #define NBD_MAX_EXTENTS 1024u
 
@@ -56,6 +58,7 @@ struct nbd_server {
 	unsigned next_id;
 
 	long accept_timer;
+	long grace_timer;
 	bool stopping;
 	unsigned iterating; /* conns list walk in progress */
 	td_loop_fn done;
@@ -128,6 +131,7 @@ struct nbd_conn {
 	/* requests */
 	struct nbd_io *free_ios;
 	unsigned nios; /* allocated and not yet recycled */
+	size_t buf_bytes; /* data buffers those hold */
 	unsigned vbd_held; /* submitted to the vbd, not completed */
 	bool throttled;
 	struct td_defer resume;
@@ -142,12 +146,13 @@ void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_conn *c);
 void nbd_server_kick(struct nbd_server *srv);
 
 /* nbd-conn.c */
-struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd,
-			      const char *peer);
+struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, const char *peer);
 /* Send what is queued (from the server's kick, or on EPOLLOUT). */
 void nbd_conn_flush(struct nbd_conn *c);
 /* Stop reading; close once in-flight requests are answered. */
 void nbd_conn_shutdown(struct nbd_conn *c);
+/* Hard disconnect: drop queued replies, close once the vbd lets go. */
+void nbd_conn_kill(struct nbd_conn *c);
 /* For nbd_server_free: close now; free once the vbd lets go. */
 void nbd_conn_abandon(struct nbd_conn *c);
 /* Queue bytes for the client during the handshake. */

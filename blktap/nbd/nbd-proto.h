@@ -247,8 +247,7 @@ void nbd_enc_chunk_hdr(uint8_t out[NBD_CHUNK_HDR_LEN], uint16_t flags,
 /* A final NBD_REPLY_TYPE_ERROR chunk without a message. */
 void nbd_enc_error_chunk(uint8_t out[NBD_ERROR_CHUNK_LEN], uint32_t err,
 			 uint64_t cookie);
-void nbd_enc_extent(uint8_t out[NBD_EXTENT_LEN], uint32_t len,
-		    uint32_t flags);
+void nbd_enc_extent(uint8_t out[NBD_EXTENT_LEN], uint32_t len, uint32_t flags);
 
 const char *nbd_opt_name(uint32_t opt);
 const char *nbd_cmd_name(uint16_t type);

@@ -25,6 +25,8 @@
 #define NBD_ACCEPT_BATCH 16
 /* back-off after running out of fds */
 #define NBD_ACCEPT_RETRY_MS 100
+/* how long shutdown waits for clients to take their last replies */
+#define NBD_SHUTDOWN_GRACE_MS 10000
 
 uint16_t nbd_server_tflags(const struct nbd_server *srv, bool structured)
 {
@@ -52,6 +54,9 @@ static void maybe_done(struct nbd_server *srv)
 	if (!srv->stopping || srv->nconns || !fn || srv->iterating)
 		return;
 	srv->done = NULL;
+	if (srv->grace_timer > 0)
+		td_timer_cancel(srv->loop, srv->grace_timer);
+	srv->grace_timer = 0;
 	fn(srv->loop, srv->done_data);
 }
 
@@ -100,8 +105,7 @@ void nbd_server_kick(struct nbd_server *srv)
 	td_loop_defer(srv->loop, &srv->kick->defer, kick_cb, srv->kick);
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *buf,
-		      size_t size)
+static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t size)
 {
 	char host[INET6_ADDRSTRLEN];
 
@@ -154,8 +158,7 @@ static void accept_one(struct nbd_server *srv, int fd,
 	td_info("nbd %s: connected to %s", c->peer, srv->address);
 }
 
-static void accept_cb(struct td_watch *w, int lfd, uint32_t events,
-		      void *data)
+static void accept_cb(struct td_watch *w, int lfd, uint32_t events, void *data)
 {
 	struct nbd_server *srv = data;
 	int i;
@@ -202,8 +205,8 @@ static int listen_unix(struct nbd_server *srv, const char *path)
 		     (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	srv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			 0);
+	srv->fd =
+		socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (srv->fd < 0)
 		return -errno;
 	unlink(sa.sun_path);
@@ -324,8 +327,8 @@ struct nbd_server *nbd_server_new(struct td_loop *loop, struct td_vbd *vbd,
 		err = a.kind == NBD_ADDR_UNIX ? listen_unix(srv, a.path) :
 						listen_tcp(srv, &a);
 	if (!err) {
-		srv->watch = td_watch_add(loop, srv->fd, EPOLLIN, accept_cb,
-					  srv);
+		srv->watch =
+			td_watch_add(loop, srv->fd, EPOLLIN, accept_cb, srv);
 		if (!srv->watch)
 			err = -errno;
 	}
@@ -363,12 +366,29 @@ static void stop_listening(struct nbd_server *srv)
 	srv->fd = -1;
 }
 
+/* A client that stopped reading must not hold up the process's exit. */
+static void grace_expired(struct td_loop *loop, void *data)
+{
+	struct nbd_server *srv = data;
+	struct nbd_conn *c, *next;
+
+	srv->grace_timer = 0;
+	td_warn("nbd %s: %u clients still not done after %d ms, disconnecting",
+		srv->address, srv->nconns, NBD_SHUTDOWN_GRACE_MS);
+	srv->iterating++;
+	for (c = srv->conns; c; c = next) {
+		next = c->next;
+		nbd_conn_kill(c);
+	}
+	srv->iterating--;
+	maybe_done(srv);
+}
+
 void nbd_server_shutdown(struct nbd_server *srv, td_loop_fn done, void *data)
 {
 	struct nbd_conn *c, *next;
 
-	td_info("nbd %s: shutting down, %u clients", srv->address,
-		srv->nconns);
+	td_info("nbd %s: shutting down, %u clients", srv->address, srv->nconns);
 	srv->stopping = true;
 	srv->done = done;
 	srv->done_data = data;
@@ -379,6 +399,12 @@ void nbd_server_shutdown(struct nbd_server *srv, td_loop_fn done, void *data)
 		nbd_conn_shutdown(c);
 	}
 	srv->iterating--;
+	if (srv->nconns && srv->grace_timer <= 0) {
+		long id = td_timer_add(srv->loop, NBD_SHUTDOWN_GRACE_MS,
+				       grace_expired, srv);
+
+		srv->grace_timer = id > 0 ? id : 0;
+	}
 	maybe_done(srv);
 }
 
@@ -389,6 +415,8 @@ void nbd_server_free(struct nbd_server *srv)
 	if (!srv)
 		return;
 	stop_listening(srv);
+	if (srv->grace_timer > 0)
+		td_timer_cancel(srv->loop, srv->grace_timer);
 	srv->done = NULL;
 	srv->iterating++;
 	while (srv->conns)

@@ -167,13 +167,12 @@ static void req(uint8_t *b, uint32_t magic, uint16_t flags, uint16_t type,
 	nbd_put32(b + 24, len);
 }
 
-static int check(uint16_t flags, uint16_t type, uint64_t offset,
-		 uint32_t len, const struct nbd_caps *caps)
+static int check(uint16_t flags, uint16_t type, uint64_t offset, uint32_t len,
+		 const struct nbd_caps *caps)
 {
-	struct nbd_req_hdr h = { .flags = flags,
-				 .type = type,
-				 .offset = offset,
-				 .len = len };
+	struct nbd_req_hdr h = {
+		.flags = flags, .type = type, .offset = offset, .len = len
+	};
 
 	return nbd_check_req(&h, caps);
 }
@@ -275,10 +274,11 @@ static void test_encode(void)
 	static const uint8_t greeting[] = "NBDMAGICIHAVEOPT\x00\x03";
 	static const uint8_t extent[] = { 0, 0, 0x10, 0, 0, 0, 0, 3 };
 	static const uint8_t simple[] = { 0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22,
-					  0, 0, 0, 0, 0, 0, 0, 7 };
-	static const uint8_t err_chunk[] = { 0x66, 0x8e, 0x33, 0xef, 0, 1,
-					     0x80, 1, 0, 0, 0, 0, 0, 0, 0, 9,
-					     0, 0, 0, 6, 0, 0, 0, 5, 0, 0 };
+					  0,	0,    0,    0,	  0, 0, 0, 7 };
+	static const uint8_t err_chunk[] = { 0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80,
+					     1,	   0,	 0,    0,    0, 0, 0,
+					     0,	   9,	 0,    0,    0, 6, 0,
+					     0,	   0,	 5,    0,    0 };
 	uint8_t b[64];
 
 	nbd_enc_greeting(b);
@@ -296,9 +296,9 @@ static void test_encode(void)
 	ok(!memcmp(b, err_chunk, sizeof(err_chunk)), "error chunk");
 	nbd_enc_chunk_hdr(b, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
 			  1, 12);
-	ok(nbd_get32(b) == NBD_STRUCTURED_REPLY_MAGIC && nbd_get16(b + 4) == 1 &&
-		   nbd_get16(b + 6) == 5 && nbd_get64(b + 8) == 1 &&
-		   nbd_get32(b + 16) == 12,
+	ok(nbd_get32(b) == NBD_STRUCTURED_REPLY_MAGIC &&
+		   nbd_get16(b + 4) == 1 && nbd_get16(b + 6) == 5 &&
+		   nbd_get64(b + 8) == 1 && nbd_get32(b + 16) == 12,
 	   "block status chunk header");
 	nbd_enc_opt_reply(b, NBD_OPT_GO, NBD_REP_ERR_UNKNOWN, 3);
 	ok(nbd_get64(b) == NBD_REP_MAGIC && nbd_get32(b + 8) == NBD_OPT_GO &&

@@ -251,7 +251,8 @@ static long recv_simple(int fd, uint64_t cookie)
 	uint8_t b[NBD_SIMPLE_REPLY_LEN];
 
 	if (cl_recv(fd, b, sizeof(b)) != 1 ||
-	    nbd_get32(b) != NBD_SIMPLE_REPLY_MAGIC || nbd_get64(b + 8) != cookie)
+	    nbd_get32(b) != NBD_SIMPLE_REPLY_MAGIC ||
+	    nbd_get64(b + 8) != cookie)
 		return -1;
 	return nbd_get32(b + 4);
 }
@@ -362,6 +363,7 @@ static void test_big_and_pipelined(struct nbd_server *srv)
 	size_t big = 3u << 20, i;
 	uint8_t *w = malloc(big), *r = malloc(big);
 	uint8_t *reqs = malloc(300 * NBD_REQ_HDR_LEN);
+	uint8_t *whole = malloc(DISK_SIZE + 8);
 	bool seen[300] = { false }, all = true;
 	int fd = cl_open();
 
@@ -399,7 +401,19 @@ static void test_big_and_pipelined(struct nbd_server *srv)
 			all = false;
 	}
 	ok(all, "300 pipelined reads all answered, each once");
+	/* 80 MiB of reads at once: over the buffer limit, so reading pauses */
+	for (i = 0; i < 5; i++)
+		send_req(fd, 0, NBD_CMD_READ, 2000 + i, 0, DISK_SIZE);
+	for (i = 0, all = true; i < 5 && all; i++) {
+		uint8_t h[NBD_CHUNK_HDR_LEN];
+
+		all = cl_recv(fd, h, sizeof(h)) == 1 &&
+		      nbd_get32(h + 16) == DISK_SIZE + 8 &&
+		      cl_recv(fd, whole, DISK_SIZE + 8) == 1;
+	}
+	ok(all, "five 16 MiB reads pipelined, all answered");
 	close(fd);
+	free(whole);
 	ok(spin_until(no_clients, srv), "client gone after close");
 	free(w);
 	free(r);
@@ -447,7 +461,8 @@ static void test_options(struct nbd_server *srv)
 	nbd_put32(b + 12, 5);
 	memcpy(b + 16, "base:", 5);
 	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 21);
-	type = recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r), &len);
+	type = recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r),
+			      &len);
 	ok(type == NBD_REP_META_CONTEXT && len == 4 + 15 &&
 		   !memcmp(r + 4, "base:allocation", 15),
 	   "LIST_META_CONTEXT base: lists base:allocation");
@@ -474,7 +489,11 @@ static void test_options(struct nbd_server *srv)
 		   (nbd_get16(r + 8) & NBD_FLAG_HAS_FLAGS) &&
 		   !(nbd_get16(r + 8) & NBD_FLAG_SEND_DF),
 	   "EXPORT_NAME: size, flags, 124 zeroes, no DF without structured");
-	ok(read_at(fd, 1, 0, r, 0) == -1, "simple reply to a read");
+	send_req(fd, 0, NBD_CMD_READ, 1, 0, 256);
+	ok(recv_simple(fd, 1) == 0 && cl_recv(fd, r, 256) == 1,
+	   "simple reply to a read, then its data");
+	send_req(fd, NBD_CMD_FLAG_DF, NBD_CMD_READ, 2, 0, 256);
+	is(recv_simple(fd, 2), NBD_EINVAL, "DF without structured: EINVAL");
 	close(fd);
 
 	fd = cl_greet(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
