@@ -45,17 +45,18 @@ TD_LIB := $(BUILD)/libtapdisk.a
 NBD_LIB := $(BUILD)/libblktap-nbd.a
 
 UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c)
-UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
+UNIT_BINS := $(patsubst tapdisk/tests/%.c,$(BUILD)/tests/tapdisk/%,$(filter tapdisk/%,$(UNIT_SRCS))) \
+	$(patsubst blktap/nbd/tests/%.c,$(BUILD)/tests/nbd/%,$(filter blktap/%,$(UNIT_SRCS)))
 
 PROGS := $(BUILD)/tapdisk
 
-obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check check-unit check-system check-asan bench install clean format
 
 all: $(PROGS) $(UNIT_BINS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -70,10 +71,11 @@ $(NBD_LIB): $(call obj,$(NBD_SRCS))
 $(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%/tests/%: ;
-$(BUILD)/tapdisk/tests/test-%: $(BUILD)/tapdisk/tests/test-%.o $(TD_LIB)
+$(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TD_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/blktap/nbd/tests/test-%: $(BUILD)/blktap/nbd/tests/test-%.o $(NBD_LIB) $(TD_LIB)
+$(BUILD)/tests/nbd/test-%: $(BUILD)/obj/blktap/nbd/tests/test-%.o $(NBD_LIB) $(TD_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 check: all
