@@ -30,7 +30,7 @@ struct vbd_split {
 	struct td_vbd *vbd;
 	struct td_request *orig;
 	struct td_request child[3];
-	struct iovec iov[2];
+	struct iovec iov[3];
 	void *zeroes;
 	int pending;
 	int err;
