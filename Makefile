@@ -28,7 +28,7 @@ endif
 CC ?= gcc
 PKGS := liburing json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt
+PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt -pthread
 
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \

@@ -62,6 +62,12 @@ void td_loop_del_prepare(struct td_loop *loop, td_loop_fn fn, void *data);
 void td_loop_defer(struct td_loop *loop, struct td_defer *d, td_loop_fn fn,
 		   void *data);
 
+/*
+ * Busy-poll for up to ns before sleeping, while events keep coming
+ * (0, the default, never polls).
+ */
+void td_loop_set_poll(struct td_loop *loop, uint64_t ns);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t td_now_ns(void);
 

