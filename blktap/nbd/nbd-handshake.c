@@ -32,12 +32,13 @@ static int opt_error(struct nbd_conn *c, uint32_t opt, uint32_t type,
 	return opt_reply(c, opt, type, msg, (uint32_t)strlen(msg));
 }
 
+/* "" names the default export, and our one export is the default. */
 static bool name_matches(const struct nbd_conn *c, const char *name,
 			 uint32_t len)
 {
 	const char *ours = c->srv->export_name;
 
-	return len == strlen(ours) && !memcmp(name, ours, len);
+	return !len || (len == strlen(ours) && !memcmp(name, ours, len));
 }
 
 static void enter_transmission(struct nbd_conn *c)
@@ -107,7 +108,7 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 {
 	const struct td_image_info *info = td_vbd_info(c->srv->vbd);
 	struct nbd_info_req req;
-	uint32_t min_block;
+	uint32_t pref_block;
 	uint8_t buf[14];
 	int err;
 
@@ -122,12 +123,16 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	nbd_put16(buf + 10, nbd_server_tflags(c->srv, c->caps.structured));
 	err = opt_reply(c, opt, NBD_REP_INFO, buf, 12);
 
-	/* sent unasked too: clients ignore it, and it tells them our limits */
-	min_block = info->align > 1 ? info->align : 1;
+	/*
+	 * Sent unasked too: clients ignore it, and it tells them our limits.
+	 * The vbd does read-modify-write for drivers that need alignment, so
+	 * any byte is addressable; the driver's alignment is what is fast.
+	 */
+	pref_block = info->align > NBD_PREF_BLOCK ? info->align :
+						    NBD_PREF_BLOCK;
 	nbd_put16(buf, NBD_INFO_BLOCK_SIZE);
-	nbd_put32(buf + 2, min_block);
-	nbd_put32(buf + 6,
-		  min_block > NBD_PREF_BLOCK ? min_block : NBD_PREF_BLOCK);
+	nbd_put32(buf + 2, 1);
+	nbd_put32(buf + 6, pref_block);
 	nbd_put32(buf + 10, NBD_MAX_PAYLOAD);
 	if (!err)
 		err = opt_reply(c, opt, NBD_REP_INFO, buf, 14);

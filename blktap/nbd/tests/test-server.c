@@ -477,6 +477,13 @@ static void test_options(struct nbd_server *srv)
 	   NBD_REP_ERR_INVALID, "malformed GO: ERR_INVALID");
 	ok(go(fd, "nope", &type) && type == NBD_REP_ERR_UNKNOWN,
 	   "GO for another export: ERR_UNKNOWN");
+	nbd_put32(b, 0);
+	nbd_put16(b + 4, 0);
+	send_opt(fd, NBD_OPT_INFO, b, 6);
+	while ((type = recv_opt_reply(fd, NBD_OPT_INFO, r, sizeof(r), &len)) ==
+	       NBD_REP_INFO)
+		;
+	is(type, NBD_REP_ACK, "INFO for the default export \"\" is ours");
 	send_opt(fd, NBD_OPT_ABORT, NULL, 0);
 	is(recv_opt_reply(fd, NBD_OPT_ABORT, r, sizeof(r), &len), NBD_REP_ACK,
 	   "ABORT: ACK");
