@@ -449,10 +449,12 @@ static void test_options(struct nbd_server *srv)
 	   NBD_REP_ERR_INVALID, "SET_META_CONTEXT before structured replies");
 	send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	recv_opt_reply(fd, NBD_OPT_STRUCTURED_REPLY, r, 0, &len);
-	nbd_put32(b + 4, 1);
-	nbd_put32(b + 8, 5);
-	memcpy(b + 12, "base:", 5);
-	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 17);
+	nbd_put32(b, 4);
+	memcpy(b + 4, "nope", 4);
+	nbd_put32(b + 8, 1);
+	nbd_put32(b + 12, 5);
+	memcpy(b + 16, "base:", 5);
+	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 21);
 	is(recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r), &len),
 	   NBD_REP_ERR_UNKNOWN, "LIST_META_CONTEXT of another export");
 	nbd_put32(b, 4);
