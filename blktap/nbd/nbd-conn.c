@@ -484,6 +484,8 @@ static void conn_parse(struct nbd_conn *c)
 	}
 	if (err)
 		conn_fail(c);
+	else
+		conn_update_events(c); /* after ABORT, reading must stop */
 	if (c->in_start == c->in_end) {
 		c->in_start = c->in_end = 0;
 	} else if (c->in_start) {
