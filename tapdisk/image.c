@@ -331,7 +331,7 @@ int td_image_open_chain(const char *name, unsigned flags,
 			devs[depth] = (dev_t)-1;
 			inos[depth] = 0;
 		}
-		if (!img->info.parent)
+		if (!img->info.parent || (flags & TD_OPEN_NO_BACKING))
 			break;
 		next = image_resolve_parent(img, img->info.parent);
 		if (!next) {

@@ -19,6 +19,44 @@ struct td_image;
 
 #define TD_OPEN_RDONLY 0x1u
 #define TD_OPEN_PROBE 0x2u /* header only: info() but no I/O */
+#define TD_OPEN_NO_BACKING 0x4u /* this layer only: don't open the chain */
+#define TD_OPEN_BUFFERED 0x8u /* no O_DIRECT (tools on tmpfs, tests) */
+
+/* What `tap-img create` (and convert's output) asks of a driver. */
+struct td_create_opts {
+	uint64_t size; /* bytes; 0 with a backing file: the backing's size */
+	const char *backing; /* backing image name, or NULL */
+	const char *backing_fmt; /* its type, or NULL to probe */
+	/* -o key=value options; a driver refuses keys it does not know */
+	int nopts;
+	const char *const *keys;
+	const char *const *vals;
+};
+
+/* What `tap-img check` reports (qemu-img check's categories). */
+struct td_check {
+	uint64_t corruptions;
+	uint64_t leaks;
+	uint64_t corruptions_fixed;
+	uint64_t leaks_fixed;
+	uint64_t allocated_clusters;
+	uint64_t total_clusters;
+	uint64_t image_end_offset;
+};
+
+#define TD_CHECK_FIX_LEAKS 0x1u
+#define TD_CHECK_FIX_ERRORS 0x2u
+
+struct td_snapshot {
+	char id[32];
+	char name[256];
+	uint64_t vm_state_size;
+	uint64_t date_sec;
+	uint64_t vm_clock_nsec;
+	uint64_t disk_size;
+};
+
+struct json_object;
 
 struct td_image_info {
 	uint64_t size; /* bytes */
@@ -47,6 +85,25 @@ struct td_driver {
 	void (*block_status)(struct td_image *img, struct td_request *req);
 	/* optional prefetch hint */
 	void (*cache)(struct td_image *img, struct td_request *req);
+
+	/*
+	 * Administration, for tap-img and the classic tools. All optional,
+	 * all synchronous (they may block: never called from a serving
+	 * tapdisk's data path), all return 0 or -errno with the reason
+	 * logged.
+	 */
+	int (*create)(const char *path, const struct td_create_opts *opts);
+	/* format details for `tap-img info --json` */
+	void (*describe)(struct td_image *img, struct json_object *out);
+	int (*check)(struct td_image *img, struct td_check *res,
+		     unsigned fix);
+	int (*resize)(struct td_image *img, uint64_t size);
+	/* rewrite the backing reference only (rebase -u); name NULL: none */
+	int (*set_parent)(struct td_image *img, const char *name,
+			  const char *fmt);
+	/* *list is malloc'd, *n entries */
+	int (*snapshot_list)(struct td_image *img, struct td_snapshot **list,
+			     int *n);
 };
 
 struct td_image {

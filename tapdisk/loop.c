@@ -242,8 +242,10 @@ void td_loop_defer(struct td_loop *loop, struct td_defer *d, td_loop_fn fn,
 }
 
 /* Deferred calls may defer more; run until none are left. */
-static void loop_run_deferred(struct td_loop *loop)
+static unsigned loop_run_deferred(struct td_loop *loop)
 {
+	unsigned ran = 0;
+
 	while (loop->defer_head) {
 		struct td_defer *d = loop->defer_head;
 
@@ -252,7 +254,9 @@ static void loop_run_deferred(struct td_loop *loop)
 			loop->defer_tail = NULL;
 		d->queued = false;
 		d->fn(loop, d->data);
+		ran++;
 	}
+	return ran;
 }
 
 static void loop_run_timers(struct td_loop *loop)
@@ -335,11 +339,14 @@ int td_loop_once(struct td_loop *loop, int timeout_ms)
 	struct epoll_event ev[LOOP_MAX_EVENTS];
 	int i, n, timeout;
 
-	loop_run_deferred(loop);
+	unsigned ran;
+
+	ran = loop_run_deferred(loop);
 	/* prepare hooks may complete requests, which defers more work */
 	loop_run_prepare(loop);
-	loop_run_deferred(loop);
-	timeout = loop_timeout(loop, timeout_ms);
+	ran += loop_run_deferred(loop);
+	/* work done here counts as this iteration's: don't sleep after it */
+	timeout = ran ? 0 : loop_timeout(loop, timeout_ms);
 	n = loop_poll(loop, ev, timeout);
 	if (!n && !loop->defer_head)
 		n = epoll_wait(loop->epfd, ev, LOOP_MAX_EVENTS, timeout);

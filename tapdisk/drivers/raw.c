@@ -442,7 +442,7 @@ fail:
 
 static int raw_aio_open(struct td_image *img, const char *path, unsigned flags)
 {
-	return raw_open_common(img, path, flags, true);
+	return raw_open_common(img, path, flags, !(flags & TD_OPEN_BUFFERED));
 }
 
 static int raw_sync_open(struct td_image *img, const char *path, unsigned flags)
