@@ -26,16 +26,16 @@ OPT ?= -O2
 endif
 
 CC ?= gcc
-PKGS := liburing json-c
+PKGS := liburing json-c zlib libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt -pthread
+PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt -pthread -lcrypto
 
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
 	$(SAN_FLAGS) $(PKG_CFLAGS)
-CPPFLAGS += -Itapdisk -Iblktap/nbd -Itests/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
 LDFLAGS += $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS)
 
@@ -45,10 +45,20 @@ TD_LIB := $(BUILD)/libtapdisk.a
 NBD_LIB := $(BUILD)/libblktap-nbd.a
 
 UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c)
+
 UNIT_BINS := $(patsubst tapdisk/tests/%.c,$(BUILD)/tests/tapdisk/%,$(filter tapdisk/%,$(UNIT_SRCS))) \
 	$(patsubst blktap/nbd/tests/%.c,$(BUILD)/tests/nbd/%,$(filter blktap/%,$(UNIT_SRCS)))
 
-PROGS := $(BUILD)/tapdisk
+# tools: tap-img from tapdisk/tools/img/*.c; each classic tool from
+# tapdisk/tools/NAME.c; both over the shared tapdisk/tools/lib/*.c
+TOOLLIB_SRCS := $(wildcard tapdisk/tools/lib/*.c)
+TOOL_LIB := $(BUILD)/libtdtools.a
+IMG_SRCS := $(wildcard tapdisk/tools/img/*.c)
+CLASSIC_SRCS := $(wildcard tapdisk/tools/*.c)
+CLASSIC_PROGS := $(patsubst tapdisk/tools/%.c,$(BUILD)/%,$(CLASSIC_SRCS))
+TOOL_PROGS := $(if $(IMG_SRCS),$(BUILD)/tap-img) $(CLASSIC_PROGS)
+
+PROGS := $(BUILD)/tapdisk $(TOOL_PROGS)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -69,6 +79,16 @@ $(NBD_LIB): $(call obj,$(NBD_SRCS))
 	$(AR) rcs $@ $^
 
 $(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TOOL_LIB): $(call obj,$(TOOLLIB_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tap-img: $(call obj,$(IMG_SRCS)) $(TOOL_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLASSIC_PROGS): $(BUILD)/%: $(BUILD)/obj/tapdisk/tools/%.o $(TOOL_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TD_LIB)
@@ -98,11 +118,14 @@ install: all
 		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/tapdisk $(DESTDIR)$(LIBEXECDIR)/blktap/tapdisk
 	ln -sf $(LIBEXECDIR)/blktap/tapdisk $(DESTDIR)$(SBINDIR)/tapdisk
-	install -m 0644 docs/man/tapdisk.8 $(DESTDIR)$(MANDIR)/man8/tapdisk.8
+	$(foreach p,$(TOOL_PROGS),install -m 0755 $(p) $(DESTDIR)$(SBINDIR)/;)
+	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 
 format:
 	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(UNIT_SRCS) \
-		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h)
+		$(TOOLLIB_SRCS) $(IMG_SRCS) $(CLASSIC_SRCS) \
+		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h \
+			tapdisk/tools/lib/*.h)
 
 clean:
 	rm -rf build build-asan tests/out bench/out
