@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,6 +479,132 @@ static void raw_info(struct td_image *img, struct td_image_info *info)
 	info->parent = NULL;
 }
 
+/* preallocation=off|falloc|full, as qemu-img's raw driver */
+static int raw_create_prealloc(const char *path, const char *mode, int fd,
+			       uint64_t size)
+{
+	const void *zero;
+	uint64_t off;
+	size_t n;
+	ssize_t w;
+
+	if (!strcmp(mode, "off"))
+		return 0;
+	if (!strcmp(mode, "falloc")) {
+		if (size && fallocate(fd, 0, 0, (off_t)size) < 0) {
+			int err = -errno;
+
+			td_err("%s: cannot preallocate %llu bytes: %s", path,
+			       (unsigned long long)size, strerror(-err));
+			return err;
+		}
+		return 0;
+	}
+	if (strcmp(mode, "full")) {
+		td_err("%s: preallocation=%s: expected off, falloc or full",
+		       path, mode);
+		return -EINVAL;
+	}
+	zero = td_zero_buf();
+	if (!zero)
+		return -errno;
+	for (off = 0; off < size; off += (uint64_t)w) {
+		n = size - off < TD_ZERO_BUF_SIZE ? size - off :
+						    TD_ZERO_BUF_SIZE;
+		w = pwrite(fd, zero, n, (off_t)off);
+		if (w <= 0) {
+			int err = w < 0 ? -errno : -EIO;
+
+			td_err("%s: cannot write zeroes at %llu: %s", path,
+			       (unsigned long long)off, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int raw_create(const char *path, const struct td_create_opts *opts)
+{
+	const char *prealloc = "off";
+	struct stat st;
+	int i, fd, err = 0;
+
+	if (opts->backing) {
+		td_err("%s: raw images cannot have a backing file", path);
+		return -ENOTSUP;
+	}
+	for (i = 0; i < opts->nopts; i++) {
+		if (strcmp(opts->keys[i], "preallocation")) {
+			td_err("%s: raw images have no option '%s' (known: preallocation)",
+			       path, opts->keys[i]);
+			return -EINVAL;
+		}
+		prealloc = opts->vals[i];
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err = -errno;
+		td_err("%s: cannot create: %s", path, strerror(-err));
+		return err;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		td_err("%s: cannot stat: %s", path, strerror(-err));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		/* a device is as large as it is: it just has to be enough */
+		uint64_t dsize = 0;
+
+		if (S_ISBLK(st.st_mode) &&
+		    !ioctl(fd, BLKGETSIZE64, &dsize) && dsize >= opts->size)
+			goto out;
+		td_err("%s: not a regular file, or a device smaller than %llu bytes",
+		       path, (unsigned long long)opts->size);
+		err = -EINVAL;
+		goto out;
+	}
+	/* like qemu-img create: whatever the file held is gone */
+	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)opts->size) < 0) {
+		err = -errno;
+		td_err("%s: cannot set the size to %llu bytes: %s", path,
+		       (unsigned long long)opts->size, strerror(-err));
+		goto out;
+	}
+	err = raw_create_prealloc(path, prealloc, fd, opts->size);
+out:
+	close(fd);
+	return err;
+}
+
+static void raw_describe(struct td_image *img, struct json_object *out)
+{
+	struct raw_priv *p = img->priv;
+
+	json_object_object_add(out, "block-device",
+			       json_object_new_boolean(p->bdev));
+}
+
+static int raw_resize(struct td_image *img, uint64_t size)
+{
+	struct raw_priv *p = img->priv;
+
+	if (p->bdev) {
+		td_err("%s: a block device cannot be resized", img->path);
+		return -ENOTSUP;
+	}
+	if (ftruncate(p->fd, (off_t)size) < 0) {
+		int err = -errno;
+
+		td_err("%s: cannot resize to %llu bytes: %s", img->path,
+		       (unsigned long long)size, strerror(-err));
+		return err;
+	}
+	p->size = size;
+	img->info.size = size;
+	return 0;
+}
+
 const struct td_driver td_driver_aio = {
 	.name = "aio",
 	.priv_size = sizeof(struct raw_priv),
@@ -490,6 +617,9 @@ const struct td_driver td_driver_aio = {
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
 	.block_status = raw_block_status,
+	.create = raw_create,
+	.describe = raw_describe,
+	.resize = raw_resize,
 };
 
 const struct td_driver td_driver_sync = {
@@ -505,4 +635,7 @@ const struct td_driver td_driver_sync = {
 	.write_zeroes = raw_write_zeroes,
 	.block_status = raw_block_status,
 	.cache = raw_cache,
+	.create = raw_create,
+	.describe = raw_describe,
+	.resize = raw_resize,
 };
