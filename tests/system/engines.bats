@@ -11,9 +11,9 @@ setup() {
 # fio_verify URI: 4 jobs, each on its own 16 MiB region, random mixed
 # reads and writes, every written block verified with crc32c.
 fio_verify() {
-	fio --name=verify --ioengine=nbd --uri="$1" --rw=randrw --rwmixread=50 \
+	timeout -k 5 120 fio --name=verify --ioengine=nbd --uri="$1" --rw=randrw --rwmixread=50 \
 		--bs=4k --size=16M --offset_increment=16M --numjobs=4 \
-		--iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--iodepth=16 --verify=crc32c --verify_state_save=0 --verify_fatal=1 --do_verify=1 \
 		--group_reporting
 }
 
@@ -61,8 +61,8 @@ engine_test() {
 	for engine in io_uring libaio; do
 		mkimg "$TD_DIR/disk.raw" 64M
 		td_start "aio:$TD_DIR/disk.raw" --io-engine=$engine
-		run fio --name=seq --ioengine=nbd --uri="$TD_URI" --rw=write \
-			--bs=1M --size=64M --iodepth=8 --verify=crc32c \
+		run timeout -k 5 120 fio --name=seq --ioengine=nbd --uri="$TD_URI" --rw=write \
+			--bs=1M --size=64M --iodepth=8 --verify=crc32c --verify_state_save=0 \
 			--verify_fatal=1 --do_verify=1
 		assert_success
 		refute_output --partial "verify: bad"
@@ -73,8 +73,8 @@ engine_test() {
 @test "fio with unaligned 512-byte blocks on an O_DIRECT image" {
 	mkimg "$TD_DIR/disk.raw" 16M
 	td_start "aio:$TD_DIR/disk.raw"
-	run fio --name=small --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
-		--bs=512 --size=4M --iodepth=32 --verify=crc32c --verify_fatal=1 \
+	run timeout -k 5 120 fio --name=small --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
+		--bs=512 --size=4M --iodepth=32 --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
 		--do_verify=1
 	assert_success
 	refute_output --partial "verify: bad"
@@ -84,8 +84,8 @@ engine_test() {
 @test "--max-inflight 1 still serves a deep queue correctly" {
 	mkimg "$TD_DIR/disk.raw" 32M
 	td_start "aio:$TD_DIR/disk.raw" --max-inflight 1
-	run fio --name=q1 --ioengine=nbd --uri="$TD_URI" --rw=randrw \
-		--bs=8k --size=8M --iodepth=32 --verify=crc32c --verify_fatal=1 \
+	run timeout -k 5 120 fio --name=q1 --ioengine=nbd --uri="$TD_URI" --rw=randrw \
+		--bs=8k --size=8M --iodepth=32 --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
 		--do_verify=1
 	assert_success
 	refute_output --partial "verify: bad"

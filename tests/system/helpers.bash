@@ -78,6 +78,9 @@ td_teardown() {
 		td_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
+	# named RAM disks this test made (the ram driver keeps them in
+	# /dev/shm as blktap-ram-NAME; a killed tapdisk leaves its own)
+	rm -f /dev/shm/blktap-ram-"${TD_ID:-none}"* 2>/dev/null
 	if [ -n "${TD_DIR:-}" ] && [ -d "$TD_DIR" ]; then
 		# keep the logs of a failed test in the bats output
 		if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
@@ -86,7 +89,7 @@ td_teardown() {
 				[ -s "$log" ] || continue
 				echo "# --- $(basename "$log")"
 				sed 's/^/# /' "$log" | tail -n 30
-			done >&3 2>/dev/null || true
+			done
 		fi
 		rm -rf "$TD_DIR"
 	fi

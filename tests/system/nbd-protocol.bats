@@ -131,17 +131,22 @@ EOF
 	mkimg "$TD_DIR/disk.raw" 16M
 	td_start "aio:$TD_DIR/disk.raw" --max-inflight 4
 	run nbdpy "$TD_URI" <<'EOF'
+import time
+deadline = time.monotonic() + 120     # a hang fails here, not in CI's timeout
+def wait_all():
+    while h.aio_in_flight() > 0:
+        assert time.monotonic() < deadline, \
+            "%d requests never completed" % h.aio_in_flight()
+        h.poll(1000)
 cookies = []
 for i in range(256):
     cookies.append(h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray([i]) * 4096), i * 8192))
-while h.aio_in_flight() > 0:
-    h.poll(-1)
+wait_all()
 for c in cookies:
     assert h.aio_command_completed(c)
 bufs = [nbd.Buffer(4096) for i in range(256)]
 cookies = [h.aio_pread(bufs[i], i * 8192) for i in range(256)]
-while h.aio_in_flight() > 0:
-    h.poll(-1)
+wait_all()
 for i, c in enumerate(cookies):
     assert h.aio_command_completed(c)
     assert bufs[i].to_bytearray() == bytes([i]) * 4096, "block %d" % i

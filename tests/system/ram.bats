@@ -149,7 +149,7 @@ EOF
 	td_stop "${TD_PIDS[1]}"
 	td_stop "${TD_PIDS[2]}"
 	# the last one gone, the RAM disk is gone: attaching fails...
-	run timeout 20 "$TAPDISK" -n "unix:$TD_DIR/late.sock" "ram:$name"
+	run timeout 10 "$TAPDISK" -n "unix:$TD_DIR/late.sock" "ram:$name"
 	assert_failure
 	assert_output --partial "$name"
 	# ...and creating it again gives a fresh, zeroed disk
@@ -163,7 +163,7 @@ EOF
 	name=${TD_ID}crash
 	td_start "ram:$name?size=4M"
 	td_kill9
-	run timeout 20 "$TAPDISK" -n "unix:$TD_DIR/late.sock" "ram:$name"
+	run timeout 10 "$TAPDISK" -n "unix:$TD_DIR/late.sock" "ram:$name"
 	# either refused (cleaned up) or attached to the leftover; never a hang
 	if [ "$status" -eq 0 ]; then
 		fail "tapdisk exited 0 without being stopped"
@@ -198,8 +198,8 @@ EOF
 @test "fio verifies data on a RAM disk" {
 	need fio
 	td_start "ram:?size=64M"
-	run fio --name=ram --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
-		--bs=4k --size=16M --iodepth=16 --verify=crc32c --do_verify=1 \
+	run timeout -k 5 120 fio --name=ram --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
+		--bs=4k --size=16M --iodepth=16 --verify=crc32c --verify_state_save=0 --do_verify=1 \
 		--numjobs=2 --offset_increment=32M --group_reporting
 	assert_success
 	refute_output --partial "verify: bad"
