@@ -11,5 +11,6 @@ extern const struct td_driver td_driver_aio;
 extern const struct td_driver td_driver_sync;
 /* memory, optionally shared between processes: "ram:NAME?size=SIZE" */
 extern const struct td_driver td_driver_ram;
+extern const struct td_driver td_driver_qcow;
 
 #endif
