@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * qcow2 writes, write_zeroes, discard and flush. A write to allocated
+ * clusters this image owns alone (the COPIED flag) goes straight to the
+ * file, in parallel with everything else. Anything else takes the metadata
+ * lock and goes cluster by cluster: a new cluster (or the old one, for
+ * subclusters and preallocated zero clusters) is filled with the new data
+ * and whatever it must keep (the old cluster, the layers below, zeroes),
+ * written, and only then does the L2 entry change, in the cache.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "qcow2-priv.h"
+
+static void write_step(struct qcow2_op *op);
+
+static uint64_t l2_index(const struct qcow2_priv *p, uint64_t pos)
+{
+	return (pos >> p->cluster_bits) & ((1ull << p->l2_bits) - 1);
+}
+
+static uint64_t unit_mask(const struct qcow2_priv *p, uint64_t in, uint64_t n)
+{
+	unsigned u0 = (unsigned)(in >> p->sc_bits);
+	unsigned u1 = (unsigned)((in + n - 1) >> p->sc_bits) + 1;
+
+	return (u1 - u0 >= 32 ? 0xffffffffull : ((1ull << (u1 - u0)) - 1))
+	       << u0;
+}
+
+/* Can [in, in + n) of this cluster be written where it is? */
+static bool in_place(const struct qcow2_priv *p, uint64_t entry,
+		     uint64_t bitmap, uint64_t in, uint64_t n)
+{
+	if (entry & QCOW2_OFLAG_COMPRESSED || !(entry & QCOW2_OFLAG_COPIED))
+		return false;
+	if (!(entry & QCOW2_OFFSET_MASK) && p->data_fd == p->fd)
+		return false;
+	if (p->ext_l2) {
+		uint64_t m = unit_mask(p, in, n);
+
+		return (bitmap & m) == m;
+	}
+	return !(p->h.version >= 3 && (entry & QCOW2_OFLAG_ZERO));
+}
+
+static void data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
+		     struct iovec **iov, int *cnt, struct iovec *small)
+{
+	struct qcow2_priv *p = op->img->priv;
+
+	if (op->zero_src) {
+		small[0].iov_base = p->zbuf;
+		small[0].iov_len = n;
+		*iov = small;
+		*cnt = 1;
+		return;
+	}
+	*cnt = qcow2_iov_slice(op->req->iov, op->req->iovcnt,
+			       off - op->req->offset, n, iov, small, 4);
+}
+
+static void flush_locked(struct qcow2_op *op);
+
+static void op_done_end(struct qcow2_op *op)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	bool wb = p->wb_wanted && !p->wb_running && !op->err;
+	struct qcow2_op *fl;
+
+	qcow2_op_end(op, op->err);
+	/* the cache ran over its bound with dirty tables: write them */
+	if (wb) {
+		fl = qcow2_op_new(img, NULL);
+		if (fl) {
+			p->wb_wanted = false;
+			p->wb_running = true;
+			qcow2_lock(fl, flush_locked);
+		}
+	}
+}
+
+static void write_finish(struct qcow2_op *op)
+{
+	if (!op->err && op->req && (op->req->flags & TD_REQ_FUA)) {
+		op->io_done = op_done_end;
+		qcow2_meta_flush(op);
+		return;
+	}
+	op_done_end(op);
+}
+
+static void fail(struct qcow2_op *op, int err)
+{
+	if (!op->err)
+		op->err = err;
+	op->walking = false;
+	if (!op->pending)
+		write_finish(op);
+}
+
+/* ---- allocation of one cluster ---- */
+
+static void alloc_update(struct qcow2_op *op);
+
+static void alloc_written(struct qcow2_op *op)
+{
+	if (op->err) {
+		write_finish(op);
+		return;
+	}
+	alloc_update(op);
+}
+
+static void alloc_filled(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t in = op->pos & (p->cluster_size - 1);
+	uint64_t n = op->end - op->pos;
+
+	if (op->err) {
+		write_finish(op);
+		return;
+	}
+	if (n > p->cluster_size - in)
+		n = p->cluster_size - in;
+	if (op->zero_src)
+		memset((char *)op->buf + (in - op->w0), 0, n);
+	else
+		qcow2_iov_to_buf(op->req->iov, op->req->iovcnt,
+				 op->pos - op->req->offset,
+				 (char *)op->buf + (in - op->w0), n);
+	op->iov1.iov_base = op->buf;
+	op->iov1.iov_len = op->w1 - op->w0;
+	op->io_done = alloc_written;
+	qcow2_data_io(op, true, op->new_host + op->w0, &op->iov1, 1, 0);
+}
+
+/* Fill [a, b) of the new cluster from what the old entry says is there. */
+static void alloc_source(struct qcow2_op *op, uint64_t a, uint64_t b)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t cstart = op->pos & ~(p->cluster_size - 1);
+	uint64_t host = op->old_entry & QCOW2_OFFSET_MASK;
+
+	if (op->old_entry & QCOW2_OFLAG_COMPRESSED) {
+		struct iovec v = { (char *)op->buf + (a - op->w0), b - a };
+
+		qcow2_compressed_read(op, op->old_entry, a, &v, 1);
+		return;
+	}
+	while (a < b) {
+		unsigned sc = (unsigned)(a >> p->sc_bits);
+		uint64_t e = ((uint64_t)(sc + 1) << p->sc_bits);
+		uint64_t len = (e < b ? e : b) - a;
+		struct iovec v = { (char *)op->buf + (a - op->w0), len };
+		bool alloc, zero;
+
+		if (p->ext_l2) {
+			alloc = op->old_bitmap >> sc & 1;
+			zero = op->old_bitmap >> (32 + sc) & 1;
+		} else {
+			zero = p->h.version >= 3 &&
+			       (op->old_entry & QCOW2_OFLAG_ZERO);
+			alloc = !zero && (host || p->data_fd != p->fd);
+		}
+		if (zero)
+			memset(v.iov_base, 0, len);
+		else if (alloc)
+			qcow2_data_io(op, false, host + a, &v, 1, 0);
+		else
+			qcow2_parent_read(op, cstart + a, len, &v, 1);
+		a += len;
+	}
+}
+
+static void alloc_fill(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t in = op->pos & (p->cluster_size - 1);
+	uint64_t n = op->end - op->pos, host;
+	bool replacing;
+
+	if (n > p->cluster_size - in)
+		n = p->cluster_size - in;
+	host = op->old_entry & QCOW2_OFFSET_MASK;
+	replacing = (op->old_entry & QCOW2_OFLAG_COMPRESSED) ||
+		    (host && host != op->new_host);
+	if (!p->ext_l2 || replacing) {
+		op->w0 = 0;
+		op->w1 = p->cluster_size;
+	} else {
+		op->w0 = in >> p->sc_bits << p->sc_bits;
+		op->w1 = qcow2_align_up(in + n, 1ull << p->sc_bits);
+	}
+	op->buf_len = op->w1 - op->w0;
+	op->buf = td_buf_get(op->buf_len);
+	if (!op->buf) {
+		fail(op, -ENOMEM);
+		return;
+	}
+	op->io_done = alloc_filled;
+	op->pending++; /* hold completion until every source is queued */
+	if (op->w0 < in)
+		alloc_source(op, op->w0, in);
+	if (in + n < op->w1)
+		alloc_source(op, in + n, op->w1);
+	qcow2_seg_finish(op, 0);
+}
+
+static void alloc_update(struct qcow2_op *op)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint64_t in = op->pos & (p->cluster_size - 1);
+	uint64_t n = op->end - op->pos, entry, bitmap, host, idx;
+	struct qcow2_centry *e;
+	int rc;
+
+	if (n > p->cluster_size - in)
+		n = p->cluster_size - in;
+	rc = qcow2_cache_get(&p->l2c, op->l2_off, &op->w, &e);
+	if (rc == 1) {
+		qcow2_op_wait(op, alloc_update);
+		return;
+	}
+	if (rc < 0) {
+		fail(op, rc);
+		return;
+	}
+	idx = l2_index(p, op->pos);
+	host = op->old_entry & QCOW2_OFFSET_MASK;
+	entry = op->new_host | QCOW2_OFLAG_COPIED;
+	bitmap = 0;
+	if (p->ext_l2) {
+		uint64_t m = op->w0 == 0 && op->w1 == p->cluster_size ?
+				     0xffffffffull :
+				     unit_mask(p, op->w0, op->w1 - op->w0);
+
+		bitmap = qcow2_l2_bitmap(p, e->buf, idx);
+		if ((op->old_entry & QCOW2_OFLAG_COMPRESSED) ||
+		    (host && host != op->new_host))
+			bitmap = 0xffffffffull;
+		else
+			bitmap |= m;
+		bitmap &= ~(bitmap << 32) | 0xffffffffull;
+		bitmap &= ~((bitmap & 0xffffffffull) << 32);
+	}
+	qcow2_l2_set(p, e->buf, idx, entry, bitmap);
+	qcow2_cache_dirty(e);
+	if ((op->old_entry & QCOW2_OFLAG_COMPRESSED) ||
+	    (host && host != op->new_host))
+		qcow2_free_entry(img, op->old_entry);
+	td_buf_put(op->buf, op->buf_len);
+	op->buf = NULL;
+	op->pos += n;
+	write_step(op);
+}
+
+static void alloc_cluster(struct qcow2_op *op)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint64_t host = op->old_entry & QCOW2_OFFSET_MASK;
+	int rc;
+
+	if (p->data_fd != p->fd) {
+		/* an external data file maps guest offsets one to one */
+		op->new_host = op->pos & ~(p->cluster_size - 1);
+	} else if (!(op->old_entry & QCOW2_OFLAG_COMPRESSED) && host &&
+		   (op->old_entry & QCOW2_OFLAG_COPIED)) {
+		op->new_host = host;
+	} else {
+		rc = qcow2_alloc_clusters(op, 1, &op->new_host, write_step);
+		if (rc == 1)
+			return;
+		if (rc < 0) {
+			fail(op, rc);
+			return;
+		}
+	}
+	alloc_fill(op);
+}
+
+/* A new L2 table for l1 index i, copied from a shared one if there is. */
+static int new_l2(struct qcow2_op *op, uint64_t i, const void *old)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint64_t off, oldoff = p->l1[i] & QCOW2_OFFSET_MASK, k;
+	struct qcow2_centry *e;
+	int rc;
+
+	rc = qcow2_alloc_clusters(op, 1, &off, write_step);
+	if (rc)
+		return rc;
+	e = qcow2_cache_new(&p->l2c, off);
+	if (!e)
+		return -ENOMEM;
+	if (old) {
+		memcpy(e->buf, old, p->cluster_size);
+		/* the data clusters are now shared by two tables */
+		for (k = 0; k < (1ull << p->l2_bits); k++) {
+			uint64_t ent = qcow2_l2_entry(p, e->buf, k);
+
+			qcow2_l2_set(p, e->buf, k, ent & ~QCOW2_OFLAG_COPIED,
+				     qcow2_l2_bitmap(p, e->buf, k));
+		}
+		qcow2_add_free(img, oldoff, 1);
+	}
+	p->l1[i] = off | QCOW2_OFLAG_COPIED;
+	if (p->l1_dirty_hi <= p->l1_dirty_lo) {
+		p->l1_dirty_lo = (uint32_t)i;
+		p->l1_dirty_hi = (uint32_t)i + 1;
+	} else {
+		if (i < p->l1_dirty_lo)
+			p->l1_dirty_lo = (uint32_t)i;
+		if (i >= p->l1_dirty_hi)
+			p->l1_dirty_hi = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+/* ---- zeroes and discard, on one cluster ---- */
+
+/* 1: handled in the L2 entry; 0: write zeroes as data; < 0 error */
+static int zero_cluster(struct qcow2_op *op, struct qcow2_centry *e,
+			uint64_t idx, uint64_t in, uint64_t n)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint64_t entry = qcow2_l2_entry(p, e->buf, idx);
+	uint64_t bitmap = qcow2_l2_bitmap(p, e->buf, idx), nentry, m;
+	bool backing = img->parent != NULL;
+	bool keep = !op->discard && op->req &&
+		    (op->req->flags & TD_REQ_NO_HOLE);
+	bool whole = in == 0 && n == p->cluster_size;
+
+	if (p->data_raw && !op->discard)
+		return 0;
+	if (p->ext_l2) {
+		uint64_t a0 = qcow2_align_up(in, 1ull << p->sc_bits);
+		uint64_t a1 = (in + n) >> p->sc_bits << p->sc_bits;
+
+		if (a0 != in || a1 != in + n)
+			return op->discard ? 1 : 0;
+		m = unit_mask(p, in, n);
+		if (entry & QCOW2_OFLAG_COMPRESSED) {
+			if (m != 0xffffffffull)
+				return op->discard ? 1 : 0;
+			qcow2_free_entry(img, entry);
+			qcow2_l2_set(p, e->buf, idx, 0,
+				     op->discard && !backing ? 0 : m << 32);
+			qcow2_cache_dirty(e);
+			return 1;
+		}
+		if (keep && (bitmap & m) == m)
+			return 0;
+		bitmap &= ~m;
+		if (!op->discard || backing)
+			bitmap |= m << 32;
+		else
+			bitmap &= ~(m << 32);
+		nentry = entry;
+		if (!(bitmap & 0xffffffffull) &&
+		    (entry & QCOW2_OFLAG_COPIED) && p->data_fd == p->fd) {
+			qcow2_free_entry(img, entry);
+			nentry = 0;
+		} else if (!(entry & QCOW2_OFLAG_COPIED) &&
+			   (entry & QCOW2_OFFSET_MASK)) {
+			return op->discard ? 1 : 0;
+		}
+		qcow2_l2_set(p, e->buf, idx, nentry, bitmap);
+		qcow2_cache_dirty(e);
+		return 1;
+	}
+	if (!whole)
+		return op->discard ? 1 : 0;
+	if (p->h.version < 3) {
+		if (backing)
+			return op->discard ? 1 : 0;
+		nentry = 0;
+	} else if (keep && in_place(p, entry, 0, 0, n)) {
+		nentry = entry | QCOW2_OFLAG_ZERO;
+		entry = 0; /* nothing to free */
+	} else {
+		nentry = op->discard && !backing ? 0 : QCOW2_OFLAG_ZERO;
+	}
+	if (entry & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFFSET_MASK) ||
+	    (p->data_fd != p->fd && (entry & QCOW2_OFLAG_COPIED)))
+		qcow2_free_entry(img, entry);
+	qcow2_l2_set(p, e->buf, idx, nentry, 0);
+	qcow2_cache_dirty(e);
+	return 1;
+}
+
+/* ---- the locked walk ---- */
+
+static void write_piece_done(struct qcow2_op *op)
+{
+	if (op->err) {
+		write_finish(op);
+		return;
+	}
+	write_step(op);
+}
+
+static void write_step(struct qcow2_op *op)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint32_t tbits = p->cluster_bits + p->l2_bits;
+	int rc;
+
+	op->walking = false;
+	while (op->pos < op->end) {
+		uint64_t l1i = op->pos >> tbits, l1e = p->l1[l1i];
+		uint64_t l2off = l1e & QCOW2_OFFSET_MASK, idx, entry, bitmap;
+		uint64_t in = op->pos & (p->cluster_size - 1);
+		uint64_t n = p->cluster_size - in;
+		struct qcow2_centry *e = NULL;
+
+		if (n > op->end - op->pos)
+			n = op->end - op->pos;
+		if (l2off) {
+			rc = qcow2_check_offset(img, l2off, "L2 table",
+						op->pos);
+			if (!rc)
+				rc = qcow2_cache_get(&p->l2c, l2off, &op->w,
+						     &e);
+			if (rc == 1) {
+				qcow2_op_wait(op, write_step);
+				return;
+			}
+			if (rc < 0) {
+				fail(op, rc);
+				return;
+			}
+		}
+		if (!l2off || !(l1e & QCOW2_OFLAG_COPIED)) {
+			void *old = NULL;
+
+			if (e) {
+				old = td_buf_get(p->cluster_size);
+				if (!old) {
+					fail(op, -ENOMEM);
+					return;
+				}
+				memcpy(old, e->buf, p->cluster_size);
+			}
+			rc = new_l2(op, l1i, old);
+			if (old)
+				td_buf_put(old, p->cluster_size);
+			if (rc == 1)
+				return;
+			if (rc < 0) {
+				fail(op, rc);
+				return;
+			}
+			continue;
+		}
+		idx = l2_index(p, op->pos);
+		op->l2_off = l2off;
+		if (op->req && (op->req->op == TD_OP_DISCARD ||
+				op->req->op == TD_OP_WRITE_ZEROES)) {
+			rc = zero_cluster(op, e, idx, in, n);
+			if (rc < 0) {
+				fail(op, rc);
+				return;
+			}
+			if (rc == 1) {
+				op->pos += n;
+				continue;
+			}
+		}
+		entry = qcow2_l2_entry(p, e->buf, idx);
+		bitmap = qcow2_l2_bitmap(p, e->buf, idx);
+		if (in_place(p, entry, bitmap, in, n)) {
+			struct iovec small[4], *iov;
+			int cnt;
+
+			data_iov(op, op->pos, n, &iov, &cnt, small);
+			if (cnt < 0) {
+				fail(op, cnt);
+				return;
+			}
+			op->io_done = write_piece_done;
+			qcow2_data_io(op, true, (entry & QCOW2_OFFSET_MASK) + in,
+				      iov, cnt, 0);
+			if (iov != small)
+				free(iov);
+			op->pos += n;
+			return;
+		}
+		op->old_entry = entry;
+		op->old_bitmap = bitmap;
+		alloc_cluster(op);
+		return;
+	}
+	if (!op->pending)
+		write_finish(op);
+	else
+		op->io_done = write_finish;
+}
+
+/* ---- entry points ---- */
+
+static void fast_done(struct qcow2_op *op)
+{
+	qcow2_op_end(op, op->err);
+}
+
+static void fast_issue(struct qcow2_op *op, uint64_t off, uint64_t len,
+		       uint64_t host)
+{
+	struct td_request *req = op->req;
+	struct iovec small[4], *iov;
+	int cnt;
+
+	cnt = qcow2_iov_slice(req->iov, req->iovcnt, off - req->offset, len,
+			      &iov, small, 4);
+	if (cnt < 0) {
+		op->pending++;
+		qcow2_seg_finish(op, cnt);
+		return;
+	}
+	qcow2_data_io(op, true, host, iov, cnt,
+		      req->flags & TD_REQ_FUA ? TD_IO_DSYNC : 0);
+	if (iov != small)
+		free(iov);
+}
+
+/*
+ * Every cluster allocated, owned, its L2 table cached: write without the
+ * lock, one I/O per host-contiguous run (one, for the usual request).
+ */
+static bool write_fast(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint32_t tbits = p->cluster_bits + p->l2_bits;
+	uint64_t pos, run_host = 0, run_off = 0, run_len = 0;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (pos = op->pos; pos < op->end;) {
+			uint64_t l1e = p->l1[pos >> tbits], in, n, entry, h;
+			struct qcow2_centry *e;
+
+			in = pos & (p->cluster_size - 1);
+			n = p->cluster_size - in;
+			if (n > op->end - pos)
+				n = op->end - pos;
+			if (!(l1e & QCOW2_OFLAG_COPIED))
+				return false;
+			e = qcow2_cache_peek(&p->l2c, l1e & QCOW2_OFFSET_MASK);
+			if (!e)
+				return false;
+			entry = qcow2_l2_entry(p, e->buf, l2_index(p, pos));
+			if (!in_place(p, entry,
+				      qcow2_l2_bitmap(p, e->buf,
+						      l2_index(p, pos)),
+				      in, n))
+				return false;
+			h = (entry & QCOW2_OFFSET_MASK) + in;
+			if (pass == 1 && run_len && run_host + run_len == h) {
+				run_len += n;
+			} else if (pass == 1) {
+				if (run_len)
+					fast_issue(op, run_off, run_len,
+						   run_host);
+				run_host = h;
+				run_off = pos;
+				run_len = n;
+			}
+			pos += n;
+		}
+		op->io_done = fast_done;
+	}
+	fast_issue(op, run_off, run_len, run_host);
+	return true;
+}
+
+static bool refuse_ro(struct td_image *img, struct td_request *req)
+{
+	struct qcow2_priv *p = img->priv;
+
+	if (!p->readonly)
+		return false;
+	td_err("%s: %s on an image opened read-only", img->path,
+	       td_op_name(req->op));
+	td_request_complete(img, req, -EROFS);
+	return true;
+}
+
+void qcow2_queue_write(struct td_image *img, struct td_request *req)
+{
+	struct qcow2_op *op;
+
+	if (refuse_ro(img, req))
+		return;
+	op = qcow2_op_new(img, req);
+	if (!op || write_fast(op))
+		return;
+	qcow2_lock(op, write_step);
+}
+
+static void zeroes_common(struct td_image *img, struct td_request *req,
+			  bool discard)
+{
+	struct qcow2_op *op;
+
+	if (refuse_ro(img, req))
+		return;
+	op = qcow2_op_new(img, req);
+	if (!op)
+		return;
+	op->zero_src = true;
+	op->discard = discard;
+	qcow2_lock(op, write_step);
+}
+
+void qcow2_write_zeroes(struct td_image *img, struct td_request *req)
+{
+	zeroes_common(img, req, false);
+}
+
+void qcow2_discard(struct td_image *img, struct td_request *req)
+{
+	zeroes_common(img, req, true);
+}
+
+static void flush_end(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+
+	if (!op->req)
+		p->wb_running = false;
+	qcow2_op_end(op, op->err);
+}
+
+static void flush_locked(struct qcow2_op *op)
+{
+	op->io_done = flush_end;
+	qcow2_meta_flush(op);
+}
+
+void qcow2_flush(struct td_image *img, struct td_request *req)
+{
+	struct qcow2_op *op;
+
+	if (((struct qcow2_priv *)img->priv)->readonly) {
+		td_request_complete(img, req, 0);
+		return;
+	}
+	op = qcow2_op_new(img, req);
+	if (op)
+		qcow2_lock(op, flush_locked);
+}
