@@ -24,6 +24,7 @@ static const struct td_driver *const image_drivers[] = {
 	&td_driver_aio,
 	&td_driver_sync,
 	&td_driver_ram,
+	&td_driver_qcow2,
 	&td_driver_qcow,
 };
 

@@ -11,6 +11,7 @@ extern const struct td_driver td_driver_aio;
 extern const struct td_driver td_driver_sync;
 /* memory, optionally shared between processes: "ram:NAME?size=SIZE" */
 extern const struct td_driver td_driver_ram;
+extern const struct td_driver td_driver_qcow2;
 extern const struct td_driver td_driver_qcow;
 
 #endif
