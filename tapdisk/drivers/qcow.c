@@ -745,7 +745,9 @@ static void qcow_extend(struct td_image *img, struct qcow_map *m,
 	struct qcow_map n;
 
 	m->len = min_u64(m->len, end - pos);
-	while (pos + m->len < end && m->len < QCOW_RUN_MAX) {
+	/* data runs are bounded for the I/O; holes are not */
+	while (pos + m->len < end &&
+	       (m->kind == QCOW_UNALLOC || m->len < QCOW_RUN_MAX)) {
 		if (qcow_map(img, pos + m->len, NULL, &n))
 			break;
 		if (any_alloc ? (n.kind == QCOW_UNALLOC) !=
