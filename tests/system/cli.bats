@@ -84,14 +84,32 @@ load helpers
 	assert_output --partial "$TD_DIR/adir"
 }
 
-@test "a qcow2 file is refused (not yet supported) with a message naming it" {
-	need qemu-img
+@test "a qcow2 file is served with qemu-img's content, or refused naming it" {
+	# The first milestone refuses qcow2; once the qcow2 driver is in,
+	# the same file must be served with exactly what qemu wrote.
+	need qemu-img qemu-io nbdcopy
 	qemu-img create -q -f qcow2 "$TD_DIR/disk.qcow2" 64M
-	run timeout 20 "$TAPDISK" -n "unix:$TD_DIR/s.sock" "$TD_DIR/disk.qcow2"
-	assert_failure
-	assert_output --partial "$TD_DIR/disk.qcow2"
-	assert_output --partial "qcow2"
-	assert [ ! -e "$TD_DIR/s.sock" ]
+	qemu-io -f qcow2 -c 'write -P 0x61 1M 64k' "$TD_DIR/disk.qcow2" >/dev/null
+	timeout 20 "$TAPDISK" -n "unix:$TD_DIR/probe.sock" -r "$TD_DIR/disk.qcow2" \
+		>"$TD_DIR/probe.log" 2>&1 3>&- &
+	probe=$!
+	BG_PIDS+=("$probe")
+	if td_wait_socket "$TD_DIR/probe.sock" "$probe"; then
+		kill -TERM "$probe"
+		wait "$probe" || true
+		td_start "$TD_DIR/disk.qcow2" -r
+		nbdcopy "$TD_URI" "$TD_DIR/out.raw"
+		td_stop
+		qemu-img convert -f qcow2 -O raw "$TD_DIR/disk.qcow2" "$TD_DIR/want.raw"
+		cmp "$TD_DIR/want.raw" "$TD_DIR/out.raw"
+	else
+		wait "$probe" && fail "tapdisk on a qcow2 file exited 0"
+		run timeout 20 "$TAPDISK" -n "unix:$TD_DIR/s.sock" "$TD_DIR/disk.qcow2"
+		assert_failure
+		assert_output --partial "$TD_DIR/disk.qcow2"
+		assert_output --partial "qcow2"
+		assert [ ! -e "$TD_DIR/s.sock" ]
+	fi
 }
 
 @test "an unknown image type is refused with a message naming it" {
