@@ -211,17 +211,21 @@ static void ctl_conn_event(struct td_watch *w, int fd, uint32_t events,
 			goto close;
 		if (n > 0)
 			c->in_len += n;
-		ctl_process(c);
 	}
-	if (c->out && ctl_flush(c))
-		goto close;
-	if (c->closing && !c->out)
-		goto close;
-	if (!c->out && c->in_len >= 4)
+	/* answer every whole message, one reply at a time, until blocked */
+	for (;;) {
+		if (c->out && ctl_flush(c))
+			goto close;
+		if (c->out)
+			return; /* EPOLLOUT brings us back */
+		if (c->closing)
+			goto close;
+		if (c->in_len < 4)
+			return;
 		ctl_process(c);
-	if (c->out && ctl_flush(c))
-		goto close;
-	return;
+		if (!c->out)
+			return; /* a partial message: wait for more */
+	}
 close:
 	ctl_conn_free(c);
 }

@@ -170,15 +170,18 @@ int main(void)
 	r = recv_reply(fd);
 	ok(reply_is(r, false, EINVAL), "no command: EINVAL");
 	json_object_put(r);
-	/* two messages in one write are both answered */
-	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}"
-		     "");
+	/* messages sent back to back are all answered, in order */
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\",\"fail\":1}");
 	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
 	r = recv_reply(fd);
-	ok(reply_is(r, true, 0), "first of a pipelined pair");
+	ok(reply_is(r, true, 0), "first of three pipelined");
 	json_object_put(r);
 	r = recv_reply(fd);
-	ok(reply_is(r, true, 0), "second of a pipelined pair");
+	ok(reply_is(r, false, EBUSY), "second of three pipelined");
+	json_object_put(r);
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0), "third of three pipelined");
 	json_object_put(r);
 
 	/* oversized: error reply, then the connection is closed */
