@@ -31,6 +31,9 @@ int main(int argc, char **argv)
 		.src_fmt = "raw",
 		.dst_fmt = "qcow",
 		.min_sparse = TOOL_DEFAULT_MIN_SPARSE,
+		/* a one-shot copy: durable when the tool says it is done */
+		.src_cache = TOOL_CACHE_WRITEBACK,
+		.dst_cache = TOOL_CACHE_WRITEBACK,
 	};
 	int c;
 

@@ -56,6 +56,9 @@ int main(int argc, char **argv)
 	struct tool_convert_opts co = {
 		.dst_fmt = "raw",
 		.min_sparse = TOOL_DEFAULT_MIN_SPARSE,
+		/* a one-shot copy: durable when the tool says it is done */
+		.src_cache = TOOL_CACHE_WRITEBACK,
+		.dst_cache = TOOL_CACHE_WRITEBACK,
 	};
 	bool force = false;
 	int c;

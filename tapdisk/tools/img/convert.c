@@ -14,12 +14,14 @@ int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 	};
 	struct tool_convert_opts co = {
 		.min_sparse = TOOL_DEFAULT_MIN_SPARSE,
+		.src_cache = TOOL_CACHE_WRITEBACK,
+		.dst_cache = TOOL_CACHE_UNSAFE,
 	};
 	struct tool_opts o = { 0 };
 	uint64_t n;
 	int c, rc = 0;
 
-	while ((c = img_getopt(cmd, argc, argv, "hf:O:cpS:o:m:", lopts,
+	while ((c = img_getopt(cmd, argc, argv, "hf:O:cpS:o:m:t:T:", lopts,
 			       &rc)) != -1) {
 		switch (c) {
 		case 'f':
@@ -47,6 +49,15 @@ int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 		case 'o':
 			if (img_add_opts(cmd, &o, optarg)) {
 				rc = 1;
+				goto out;
+			}
+			break;
+		case 't':
+		case 'T':
+			if (tool_cache_parse(optarg, c == 't' ? &co.dst_cache :
+								 &co.src_cache)) {
+				rc = img_usage_error(cmd, "-%c takes none, writeback or unsafe",
+						     c);
 				goto out;
 			}
 			break;

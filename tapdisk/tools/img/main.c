@@ -34,7 +34,8 @@ const struct img_cmd img_cmds[] = {
 	  "  --json          the result as a JSON object\n",
 	  img_check },
 	{ "convert",
-	  "[-f FMT] -O FMT [-c] [-p] [-S SIZE] [-o OPTIONS] [-m N] SRC DST",
+	  "[-f FMT] -O FMT [-c] [-p] [-S SIZE] [-o OPTIONS] [-m N] [-t CACHE] "
+	  "[-T CACHE] SRC DST",
 	  "copy an image into a new one, of any format",
 	  "  -f FMT         the source format (probed if absent)\n"
 	  "  -O FMT         the output format\n"
@@ -43,7 +44,10 @@ const struct img_cmd img_cmds[] = {
 	  "  -S SIZE        skip runs of zeroes of at least SIZE (default 4k;\n"
 	  "                 0 writes every byte)\n"
 	  "  -o OPTIONS     output format options key=value[,...]\n"
-	  "  -m N           requests in flight (default 16)\n",
+	  "  -m N           requests in flight (default 16)\n"
+	  "  -t CACHE       output cache mode: unsafe (default: page cache, no\n"
+	  "                 flush), writeback (flushed at the end), none (O_DIRECT)\n"
+	  "  -T CACHE       source cache mode (default writeback)\n",
 	  img_convert },
 	{ "compare", "[-s] [-f FMT] [-F FMT] [-p] A B",
 	  "compare two images' contents; exit 0 same, 1 different, 2 error",

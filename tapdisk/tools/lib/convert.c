@@ -8,6 +8,24 @@
 #include "copy.h"
 #include "log.h"
 
+int tool_cache_parse(const char *s, enum tool_cache *out)
+{
+	if (!strcmp(s, "none"))
+		*out = TOOL_CACHE_NONE;
+	else if (!strcmp(s, "writeback"))
+		*out = TOOL_CACHE_WRITEBACK;
+	else if (!strcmp(s, "unsafe"))
+		*out = TOOL_CACHE_UNSAFE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static unsigned convert_cache_flags(enum tool_cache c)
+{
+	return c == TOOL_CACHE_NONE ? 0 : TD_OPEN_BUFFERED;
+}
+
 int tool_convert(const struct tool_convert_opts *o)
 {
 	struct tool_copy_opts co = { 0 };
@@ -21,7 +39,8 @@ int tool_convert(const struct tool_convert_opts *o)
 		       o->dst);
 		return -ENOTSUP;
 	}
-	src = tool_open(o->src, o->src_fmt, TD_OPEN_RDONLY);
+	src = tool_open(o->src, o->src_fmt,
+			TD_OPEN_RDONLY | convert_cache_flags(o->src_cache));
 	if (!src) {
 		rc = -errno;
 		td_err("%s: cannot open: %s", o->src, strerror(-rc));
@@ -39,7 +58,8 @@ int tool_convert(const struct tool_convert_opts *o)
 		       o->dst_fmt, strerror(-rc));
 		goto out_src;
 	}
-	dst = tool_open(o->dst, o->dst_fmt, TD_OPEN_NO_BACKING);
+	dst = tool_open(o->dst, o->dst_fmt,
+			TD_OPEN_NO_BACKING | convert_cache_flags(o->dst_cache));
 	if (!dst) {
 		rc = -errno;
 		td_err("%s: cannot open the new image: %s", o->dst,
@@ -52,6 +72,7 @@ int tool_convert(const struct tool_convert_opts *o)
 	co.granularity = tool_cluster_size(td_syncio_image(dst));
 	co.inflight = o->inflight;
 	co.progress = o->progress;
+	co.no_flush = o->dst_cache == TOOL_CACHE_UNSAFE;
 	rc = tool_copy(src, dst, cr.size, &co);
 	if (rc)
 		td_err("%s: conversion from %s failed: %s", o->dst, o->src,

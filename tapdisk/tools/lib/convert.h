@@ -10,6 +10,16 @@
 
 #define TOOL_DEFAULT_MIN_SPARSE 4096
 
+/* qemu-img's cache modes (-t, -T) */
+enum tool_cache {
+	TOOL_CACHE_UNSAFE, /* page cache, never flushed */
+	TOOL_CACHE_WRITEBACK, /* page cache, flushed at the end */
+	TOOL_CACHE_NONE, /* O_DIRECT, flushed at the end */
+};
+
+/* "none", "writeback", "unsafe"; -EINVAL for anything else */
+int tool_cache_parse(const char *s, enum tool_cache *out);
+
 struct tool_convert_opts {
 	const char *src, *src_fmt; /* src_fmt NULL: probe */
 	const char *dst, *dst_fmt;
@@ -18,6 +28,11 @@ struct tool_convert_opts {
 	unsigned inflight; /* -m; 0: the default */
 	bool progress;
 	bool compress; /* -c */
+	/*
+	 * As qemu-img convert: the source through the page cache, the output
+	 * too and not flushed, unless the caller asks for more.
+	 */
+	enum tool_cache src_cache, dst_cache;
 };
 
 /* Creates dst (replacing a file of that name). 0 or -errno, logged. */

@@ -391,7 +391,7 @@ int tool_copy(struct td_syncio *src, struct td_syncio *dst, uint64_t size,
 	}
 	tool_progress_init(&c.prog, opts->progress, size);
 	rc = copy_run(&c);
-	if (!rc)
+	if (!rc && !opts->no_flush)
 		rc = td_syncio_flush(dst);
 	if (!rc)
 		tool_progress_end(&c.prog);

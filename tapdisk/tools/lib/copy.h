@@ -36,6 +36,7 @@ struct tool_copy_opts {
 	uint64_t granularity;
 	unsigned inflight; /* requests in flight; 0: TOOL_COPY_INFLIGHT */
 	bool progress; /* -p */
+	bool no_flush; /* qemu-img's cache=unsafe: leave dst to the page cache */
 };
 
 /* Copy [0, size) of src into dst. 0 or -errno; the reason is logged. */
