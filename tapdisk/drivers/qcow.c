@@ -1657,7 +1657,7 @@ static bool qcow_can_direct(struct qcow_priv *p)
 	return true;
 }
 
-static int qcow_open(struct td_image *img, const char *path, unsigned flags)
+static int qcow_open_file(struct td_image *img, const char *path, unsigned flags)
 {
 	struct qcow_priv *p = img->priv;
 	const char *q = strstr(path, QCOW_KEY_SUFFIX), *keyfile = NULL;
@@ -1736,6 +1736,16 @@ static void qcow_close(struct td_image *img)
 	p->backing = NULL;
 	free(p->file);
 	p->file = NULL;
+}
+
+static int qcow_open(struct td_image *img, const char *path, unsigned flags)
+{
+	int err = qcow_open_file(img, path, flags);
+
+	/* the chain code does not close what failed to open */
+	if (err)
+		qcow_close(img);
+	return err;
 }
 
 /*
