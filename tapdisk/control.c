@@ -12,6 +12,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "usock.h"
 
 #define CTL_MAX_COMMANDS 16
 
@@ -259,46 +260,40 @@ static void ctl_accept(struct td_watch *w, int fd, uint32_t events,
 
 struct td_control *td_control_new(struct td_loop *loop, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct td_control *ctl;
-	mode_t old;
 	int err;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		td_err("control socket %s: path too long", path);
-		errno = ENAMETOOLONG;
-		return NULL;
-	}
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return NULL;
 	ctl->loop = loop;
-	ctl->fd = -1;
 	ctl->path = strdup(path);
-	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			 0);
-	if (!ctl->path || ctl->fd < 0)
+	if (!ctl->path) {
+		err = -ENOMEM;
 		goto fail;
-	strcpy(sa.sun_path, path);
-	unlink(path);
+	}
 	/* owner only: the socket can pause and reconfigure the disk */
-	old = umask(077);
-	err = bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (err || listen(ctl->fd, 16))
+	ctl->fd = td_unix_listen(path, 16, 0700);
+	if (ctl->fd < 0) {
+		err = ctl->fd;
 		goto fail;
+	}
 	ctl->watch = td_watch_add(loop, ctl->fd, EPOLLIN, ctl_accept, ctl);
-	if (!ctl->watch)
+	if (!ctl->watch) {
+		err = -errno;
+		close(ctl->fd);
+		unlink(path);
 		goto fail;
+	}
 	return ctl;
 fail:
-	err = errno;
-	td_err("control socket %s: %s", path, strerror(err));
-	if (ctl->fd >= 0)
-		close(ctl->fd);
+	td_err("control socket %s: %s", path,
+	       err == -EADDRINUSE ? "another process is listening there" :
+	       err == -EEXIST	  ? "exists and is not a socket" :
+				    strerror(-err));
 	free(ctl->path);
 	free(ctl);
-	errno = err;
+	errno = -err;
 	return NULL;
 }
 

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "usock.h"
 #include "nbd-int.h"
 #include "vbd.h"
 
@@ -196,26 +198,23 @@ static void accept_cb(struct td_watch *w, int lfd, uint32_t events, void *data)
 
 static int listen_unix(struct nbd_server *srv, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char addr[sizeof(sa.sun_path) + 8];
+	char addr[PATH_MAX + 8];
 	struct stat st;
-	int n;
 
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%ld.tmp", path,
-		     (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	srv->fd =
-		socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (srv->fd < 0)
-		return -errno;
-	unlink(sa.sun_path);
-	/* bound and listening before it appears under its real name */
-	if (bind(srv->fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(srv->fd, NBD_BACKLOG))
-		goto fail;
-	if (rename(sa.sun_path, path))
-		goto fail;
+	srv->fd = td_unix_listen(path, NBD_BACKLOG, 0666);
+	if (srv->fd < 0) {
+		int err = srv->fd;
+
+		srv->fd = -1;
+		if (err == -EADDRINUSE)
+			td_err("nbd unix:%s: another server is listening there",
+			       path);
+		else if (err == -EEXIST)
+			td_err("nbd unix:%s: exists and is not a socket; "
+			       "refusing to replace it",
+			       path);
+		return err;
+	}
 	if (stat(path, &st))
 		return -errno;
 	srv->unix_path = strdup(path);
@@ -228,10 +227,6 @@ static int listen_unix(struct nbd_server *srv, const char *path)
 	snprintf(addr, sizeof(addr), "unix:%s", path);
 	srv->address = strdup(addr);
 	return srv->address ? 0 : -ENOMEM;
-fail:
-	n = -errno;
-	unlink(sa.sun_path);
-	return n;
 }
 
 static int format_tcp_address(struct nbd_server *srv)
