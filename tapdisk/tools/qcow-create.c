@@ -3,13 +3,17 @@
  * qcow-create: the original blktap tool, same arguments. A standalone
  * sparse qcow image of SIZE megabytes, or a copy-on-write qcow image over
  * BACKING_FILENAME. -r reserves the image's whole space up front, as the
- * original's non-sparse mode did.
+ * original's non-sparse mode did: here as blocks allocated past the end of
+ * the file (FALLOC_FL_KEEP_SIZE), which the qcow driver fills as it
+ * appends clusters, so the image cannot run out of space later.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "tool.h"
@@ -24,6 +28,29 @@ static void usage(FILE *f)
 		"  -h, --help      this help\n");
 }
 
+/* data, plus an 8-byte L2 entry per 4 KiB cluster, plus header and L1 */
+static int qcow_reserve(const char *file)
+{
+	struct td_syncio *s = tool_open(file, "qcow", TD_OPEN_RDONLY);
+	uint64_t size, len;
+	int fd, err = 0;
+
+	if (!s)
+		return -errno;
+	size = td_syncio_size(s);
+	td_syncio_close(s);
+	len = size + size / 512 + (1u << 20);
+	fd = open(file, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)len) < 0) {
+		err = -errno;
+		td_err("%s: cannot reserve %llu bytes: %s", file,
+		       (unsigned long long)len, strerror(-err));
+	}
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -31,10 +58,9 @@ int main(int argc, char **argv)
 		{ "reserve", no_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char *const keys[] = { "preallocation" };
-	static const char *const vals[] = { "full" };
 	struct td_create_opts co = { 0 };
 	unsigned long long mb;
+	bool reserve = false;
 	const char *file;
 	char *end;
 	int c, rc;
@@ -46,9 +72,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'r':
-			co.nopts = 1;
-			co.keys = keys;
-			co.vals = vals;
+			reserve = true;
 			break;
 		default:
 			usage(stderr);
@@ -81,5 +105,5 @@ int main(int argc, char **argv)
 		       strerror(-rc));
 		return 1;
 	}
-	return 0;
+	return reserve && qcow_reserve(file) ? 1 : 0;
 }

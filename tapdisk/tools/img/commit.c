@@ -5,7 +5,9 @@
  * the backing file that now has its data.
  */
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chain.h"
@@ -13,30 +15,91 @@
 #include "img.h"
 #include "log.h"
 
-#define COMMIT_QUERY_MAX (1ull << 30)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* discard what the top layer holds: the backing file has it now */
-static int commit_empty(struct td_syncio *top, const char *file)
+/* the layout options describe() reports that create takes back */
+static const char *const commit_keep_keys[] = {
+	"cluster_size", "compat", "refcount_bits", "lazy_refcounts",
+	"extended_l2", "compression_type",
+};
+
+/*
+ * Can the image be emptied by creating it again? Not when that would lose
+ * something create cannot restore: snapshots, an external data file,
+ * encryption.
+ */
+static bool commit_can_recreate(struct td_image *img, struct json_object *d)
 {
-	uint64_t size = td_syncio_size(top), off;
-	struct td_extent e;
-	int rc;
+	struct td_snapshot *snaps = NULL;
+	struct json_object *v;
+	int n = 0;
 
-	for (off = 0; off < size; off += e.len) {
-		rc = td_syncio_block_status(top, off,
-					    size - off < COMMIT_QUERY_MAX ?
-						    size - off :
-						    COMMIT_QUERY_MAX,
-					    &e);
-		if (!rc && e.depth == 0)
-			rc = td_syncio_discard(top, off, e.len);
-		if (rc) {
-			td_err("%s: cannot empty the image at %llu: %s", file,
-			       (unsigned long long)off, strerror(-rc));
-			return rc;
-		}
+	if (!img->drv->create || !img->info.parent)
+		return false;
+	if (img->drv->snapshot_list && (img->drv->snapshot_list(img, &snaps, &n) || n))
+		n = 1;
+	free(snaps);
+	if (n)
+		return false;
+	if (d && json_object_object_get_ex(d, "data_file", &v))
+		return false;
+	return !(d && json_object_object_get_ex(d, "encrypted", &v) &&
+		 json_object_get_boolean(v));
+}
+
+/*
+ * Empty the top layer, so that it reads through to the backing file that
+ * now holds its data. A discard cannot do it: drivers turn discarded
+ * clusters over a backing file into zero clusters, as qemu does, which
+ * would hide the data just committed. So the image is made anew, with its
+ * size, backing reference and layout; an image that cannot be remade
+ * keeps its data, which now equals its backing file's, as with -d.
+ */
+static int commit_empty(struct td_syncio **top, const char *file)
+{
+	struct td_image *img = td_syncio_image(*top);
+	const char *keys[ARRAY_SIZE(commit_keep_keys)];
+	const char *vals[ARRAY_SIZE(commit_keep_keys)];
+	struct json_object *d = tool_describe(img), *v;
+	struct td_create_opts co = { 0 };
+	const struct td_driver *drv = img->drv;
+	struct td_name bn = { 0 };
+	char *path = NULL;
+	size_t i;
+	int rc = 0;
+
+	if (!commit_can_recreate(img, d)) {
+		printf("The image keeps its clusters (it cannot be recreated empty).\n");
+		goto out;
 	}
-	return td_syncio_flush(top);
+	for (i = 0; d && i < ARRAY_SIZE(commit_keep_keys); i++) {
+		if (!json_object_object_get_ex(d, commit_keep_keys[i], &v))
+			continue;
+		keys[co.nopts] = commit_keep_keys[i];
+		vals[co.nopts++] = json_object_get_string(v);
+	}
+	co.keys = keys;
+	co.vals = vals;
+	co.size = img->info.size;
+	rc = td_name_parse(img->info.parent, &bn);
+	path = strdup(img->path);
+	if (rc || !path) {
+		rc = rc ? rc : -ENOMEM;
+		goto out;
+	}
+	co.backing = bn.path;
+	co.backing_fmt = bn.type[0] ? bn.type : NULL;
+	td_syncio_close(*top);
+	*top = NULL;
+	rc = drv->create(path, &co);
+	if (rc)
+		td_err("%s: cannot recreate the image empty: %s", file,
+		       strerror(-rc));
+out:
+	td_name_free(&bn);
+	free(path);
+	json_object_put(d);
+	return rc;
 }
 
 int img_commit(const struct img_cmd *cmd, int argc, char **argv)
@@ -110,7 +173,9 @@ int img_commit(const struct img_cmd *cmd, int argc, char **argv)
 		td_err("%s: commit into %s failed", file, bimg->path);
 		goto out;
 	}
-	if (!keep && commit_empty(top, file))
+	td_syncio_close(base);
+	base = NULL;
+	if (!keep && commit_empty(&top, file))
 		goto out;
 	printf("Image committed.\n");
 	rc = 0;

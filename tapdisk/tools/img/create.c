@@ -20,7 +20,7 @@ static void create_print(const char *file, const char *fmt,
 	if (co->backing)
 		printf(" backing_file=%s", co->backing);
 	if (co->backing_fmt)
-		printf(" backing_fmt=%s", co->backing_fmt);
+		printf(" backing_fmt=%s", tool_fmt_name(co->backing_fmt));
 	printf("\n");
 }
 
