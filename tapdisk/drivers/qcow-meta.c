@@ -107,7 +107,8 @@ int qcow_header_check(const char *path, const struct qcow_header *h,
 		       (unsigned long long)h->l1_offset);
 		return -EINVAL;
 	}
-	if (h->l1_offset > file_size || file_size - h->l1_offset < g->l1_bytes) {
+	if (h->l1_offset > file_size ||
+	    file_size - h->l1_offset < g->l1_bytes) {
 		td_err("%s: l1_table_offset %llu: the L1 table (%llu bytes) runs past the end of the file (%llu bytes)",
 		       path, (unsigned long long)h->l1_offset,
 		       (unsigned long long)g->l1_bytes,
@@ -321,8 +322,8 @@ int qcow_create(const char *path, const struct td_create_opts *opts)
 	l2_bits = cluster_bits == 9 ? 12 : cluster_bits - 3;
 	l1_entries = qcow_l1_entries(size, cluster_bits, l2_bits);
 	if (!l1_entries) {
-		td_err("%s: size %llu is too large for cluster_size %u",
-		       path, (unsigned long long)size, 1u << cluster_bits);
+		td_err("%s: size %llu is too large for cluster_size %u", path,
+		       (unsigned long long)size, 1u << cluster_bits);
 		return -EINVAL;
 	}
 	h.magic = QCOW_MAGIC;
@@ -374,10 +375,9 @@ void qcow_describe(struct td_image *img, struct json_object *out)
 	json_object_object_add(out, "encrypted",
 			       json_object_new_boolean(a.h->crypt_method ==
 						       QCOW_CRYPT_AES));
-	json_object_object_add(out, "encryption",
-			       json_object_new_string(a.h->crypt_method ?
-							      "aes" :
-							      "none"));
+	json_object_object_add(
+		out, "encryption",
+		json_object_new_string(a.h->crypt_method ? "aes" : "none"));
 	json_object_object_add(out, "backing",
 			       *a.backing ? json_object_new_string(*a.backing) :
 					    NULL);
@@ -461,8 +461,7 @@ static int qcow_scan(const struct qcow_admin *a, int fd, uint64_t file_size,
 	return 0;
 }
 
-static int qcow_admin_fd(const struct qcow_admin *a, int flags,
-			 uint64_t *size)
+static int qcow_admin_fd(const struct qcow_admin *a, int flags, uint64_t *size)
 {
 	struct stat st;
 	int fd, err;

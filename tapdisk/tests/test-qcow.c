@@ -203,7 +203,8 @@ static void test_malformed(void)
 	h.cbits = 9;
 	h.l2bits = 6;
 	craft(f, &h, 4096, NULL, 0, 0);
-	is(open_err(f, 0), -EINVAL, "size whose L1 table would be huge refused");
+	is(open_err(f, 0), -EINVAL,
+	   "size whose L1 table would be huge refused");
 	h = good;
 	h.size = 4096ull * MiB; /* 2048 L1 entries: 16 KiB */
 	craft(f, &h, 4096, NULL, 0, 0);
@@ -343,7 +344,8 @@ static void test_qemu_written(void)
 	memset(want + 5 * MiB, 0x33, MiB);
 	memset(want + 8188 * KiB, 0x44, 4 * KiB);
 	snprintf(name, sizeof(name), "qcow:%s", path("q.qcow"));
-	ok(same_as(name, want, SIZE, 0), "qemu-io's writes read back (O_DIRECT)");
+	ok(same_as(name, want, SIZE, 0),
+	   "qemu-io's writes read back (O_DIRECT)");
 	ok(same_as(name, want, SIZE, TD_OPEN_BUFFERED),
 	   "qemu-io's writes read back (buffered)");
 	ok(same_as(path("q.qcow"), want, SIZE, 0),
@@ -404,9 +406,9 @@ struct w {
 static void test_writes(unsigned flags, const char *what)
 {
 	static const struct w ws[] = {
-		{ 0, 4096 },	      { 4096 * 3 + 512, 512 },
-		{ 100000, 70000 },    { 2 * MiB - 1000, 3000 },
-		{ 3 * MiB, 2 * MiB }, { SIZE - 700, 700 },
+		{ 0, 4096 },	       { 4096 * 3 + 512, 512 },
+		{ 100000, 70000 },     { 2 * MiB - 1000, 3000 },
+		{ 3 * MiB, 2 * MiB },  { SIZE - 700, 700 },
 		{ 100000 + 512, 100 }, { 5 * MiB - 3, 9 },
 	};
 	uint8_t *want = calloc(1, SIZE), *buf = malloc(2 * MiB + 4096);
@@ -497,7 +499,8 @@ static void test_cow(void)
 		   "create a COW image over base.raw (size from the backing)");
 	}
 	snprintf(name, sizeof(name), "qcow:%s", path("cow.qcow"));
-	ok(same_as(name, raw, SIZE, 0), "an untouched COW image reads the backing");
+	ok(same_as(name, raw, SIZE, 0),
+	   "an untouched COW image reads the backing");
 	s = td_syncio_open(name, 0);
 	ok(s != NULL, "opened the COW image");
 	if (!s)
@@ -516,7 +519,8 @@ static void test_cow(void)
 		   (unsigned long long)off);
 	}
 	is(td_syncio_block_status(s, 0, 4096, &ext), 0, "block status");
-	ok(ext.flags == 0 && ext.depth == 0, "written cluster: data at depth 0");
+	ok(ext.flags == 0 && ext.depth == 0,
+	   "written cluster: data at depth 0");
 	is(td_syncio_block_status(s, 4 * MiB, 4096, &ext), 0, "block status");
 	ok(ext.flags == 0 && ext.depth == 1,
 	   "unwritten cluster: data at depth 1 (the backing file)");
@@ -582,7 +586,8 @@ static void test_encrypted(void)
 		free(f);
 	}
 	snprintf(name, sizeof(name), "qcow:%s", img);
-	is(open_err(img, 0), -ENOKEY, "an encrypted image without a key is refused");
+	is(open_err(img, 0), -ENOKEY,
+	   "an encrypted image without a key is refused");
 	snprintf(name, sizeof(name), "qcow:%s?key-file=%s", img, path("key"));
 	ok(same_as(name, want, MiB, 0),
 	   "decrypts an image encrypted by qemu's scheme (key-file=)");
@@ -692,10 +697,12 @@ static void test_admin(void)
 	   "cluster_size 3000 is refused");
 	k[0] = "preallocation";
 	v[0] = "full";
-	is(drv->create(path("x.qcow"), &o), -EINVAL, "unknown options are refused");
+	is(drv->create(path("x.qcow"), &o), -EINVAL,
+	   "unknown options are refused");
 	k[0] = "cluster_size";
 	v[0] = "64k";
-	is(drv->create(path("big.qcow"), &o), 0, "create with cluster_size=64k");
+	is(drv->create(path("big.qcow"), &o), 0,
+	   "create with cluster_size=64k");
 	is(sh("qemu-img info %s | grep -q 'cluster_size: 65536'",
 	      path("big.qcow")),
 	   0, "qemu-img info sees 64 KiB clusters");
@@ -706,18 +713,23 @@ static void test_admin(void)
 	if (img) {
 		j = json_object_new_object();
 		drv->describe(img, j);
-		ok(strstr(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
+		ok(strstr(json_object_to_json_string_ext(
+				  j, JSON_C_TO_STRING_PLAIN),
 			  "\"cluster_size\":65536") &&
-			   strstr(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
+			   strstr(json_object_to_json_string_ext(
+					  j, JSON_C_TO_STRING_PLAIN),
 				  "\"encrypted\":false") &&
-			   strstr(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
+			   strstr(json_object_to_json_string_ext(
+					  j, JSON_C_TO_STRING_PLAIN),
 				  "\"backing\":null"),
-		   "describe: %s", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+		   "describe: %s",
+		   json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
 		json_object_put(j);
 		/* resize: the L1 table grows into the empty tail */
 		is(drv->resize(img, 1024ull * MiB), 0,
 		   "grow an image with nothing allocated");
-		is(td_syncio_size(s), 1024 * MiB, "the open image has the new size");
+		is(td_syncio_size(s), 1024 * MiB,
+		   "the open image has the new size");
 		td_syncio_close(s);
 	}
 	is(sh("qemu-img info %s | grep -q 'virtual size: 1 GiB'",
@@ -732,7 +744,8 @@ static void test_admin(void)
 		   "grow within the last L2 table's span");
 		is(drv->resize(img, 4096ull * 1024 * MiB), -ENOTSUP,
 		   "grow that needs the L1 table moved is refused");
-		is(drv->resize(img, 10 * MiB), -ENOTSUP, "shrinking is refused");
+		is(drv->resize(img, 10 * MiB), -ENOTSUP,
+		   "shrinking is refused");
 		is(drv->check(img, &chk, 0), 0, "check");
 		ok(chk.corruptions == 0 && chk.allocated_clusters == 1,
 		   "check: no corruption, one cluster");
@@ -766,7 +779,8 @@ static void test_admin(void)
 	if (img) {
 		j = json_object_new_object();
 		drv->describe(img, j);
-		ok(strstr(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
+		ok(strstr(json_object_to_json_string_ext(
+				  j, JSON_C_TO_STRING_PLAIN),
 			  "\"backing\":\"base.raw\""),
 		   "describe names the backing file");
 		json_object_put(j);
@@ -776,7 +790,8 @@ static void test_admin(void)
 		   "info.parent follows");
 		is(drv->set_parent(img, "a-much-longer-name-than-before.raw",
 				   NULL),
-		   -ENOSPC, "a longer name than the header has room for: -ENOSPC");
+		   -ENOSPC,
+		   "a longer name than the header has room for: -ENOSPC");
 		is(drv->set_parent(img, "b.raw", NULL), 0,
 		   "set_parent to a shorter name");
 		is(drv->set_parent(img, NULL, NULL), 0, "set_parent to none");
@@ -829,7 +844,8 @@ static void test_parallel(void)
 	fill_random(buf, N * 16 * KiB, 9);
 	for (i = 0; i < N; i++) {
 		/* interleaved, overlapping L2 spans of 2 MiB */
-		uint64_t off = (uint64_t)(i % 4) * 2 * MiB + (uint64_t)(i / 4) * 20 * KiB + 512;
+		uint64_t off = (uint64_t)(i % 4) * 2 * MiB +
+			       (uint64_t)(i / 4) * 20 * KiB + 512;
 
 		memset(&reqs[i], 0, sizeof(reqs[i]));
 		iovs[i].iov_base = buf + i * 16 * KiB;
@@ -859,7 +875,8 @@ out:
 
 int main(void)
 {
-	td_log_open("test-qcow", true, getenv("TD_TEST_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
+	td_log_open("test-qcow", true,
+		    getenv("TD_TEST_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
 	snprintf(dir, sizeof(dir), "/var/tmp/td-test-qcow.XXXXXX");
 	if (!mkdtemp(dir))
 		abort();
