@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The qcow2 driver on real files: malformed headers are refused with an
+ * error (no crash, no hang), backing loops are refused, and images qemu-img
+ * writes (compressed ones included) read back what was written, on both
+ * I/O engines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "io.h"
+#include "log.h"
+#include "loop.h"
+#include "tap.h"
+
+static struct td_loop *loop;
+static struct td_ioengine *io;
+static char dir[64];
+
+static int sh(const char *fmt, const char *a, const char *b)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), fmt, a, b);
+	return system(cmd);
+}
+
+static void patch(const char *path, uint64_t off, const void *b, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+
+	if (fd >= 0) {
+		if (pwrite(fd, b, n, (off_t)off) != (ssize_t)n)
+			diag("pwrite %s failed", path);
+		close(fd);
+	}
+}
+
+static void put_be32(unsigned char *b, uint32_t v)
+{
+	b[0] = v >> 24;
+	b[1] = v >> 16;
+	b[2] = v >> 8;
+	b[3] = v;
+}
+
+static int try_open(const char *path, unsigned flags)
+{
+	struct td_image *img = NULL;
+	char name[256];
+	int rc;
+
+	snprintf(name, sizeof(name), "qcow2:%s", path);
+	rc = td_image_open_chain(name, flags, loop, io, &img);
+	if (!rc)
+		td_image_close_chain(img);
+	return rc;
+}
+
+/* A fresh 64 MiB image with 64 KiB clusters to break. */
+static void fresh(const char *p)
+{
+	sh("qemu-img create -q -f qcow2 %s 64M", p, "");
+}
+
+static void test_malformed(void)
+{
+	char p[128];
+	unsigned char b[8];
+
+	snprintf(p, sizeof(p), "%s/bad.qcow2", dir);
+
+	fresh(p);
+	is(try_open(p, TD_OPEN_RDONLY), 0, "a fresh image opens");
+
+	fresh(p);
+	if (truncate(p, 50) == 0)
+		ok(try_open(p, TD_OPEN_RDONLY) < 0, "truncated header refused");
+
+	fresh(p);
+	put_be32(b, 25);
+	patch(p, 20, b, 4);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "cluster_bits 25 refused");
+	put_be32(b, 8);
+	patch(p, 20, b, 4);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "cluster_bits 8 refused");
+
+	fresh(p);
+	memset(b, 0, 8);
+	b[2] = 0x10; /* L1 at 1 TiB */
+	patch(p, 40, b, 8);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "L1 table beyond EOF refused");
+
+	fresh(p);
+	put_be32(b, 0x10000000);
+	patch(p, 36, b, 4);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "huge L1 size refused");
+
+	fresh(p);
+	memset(b, 0, 8);
+	patch(p, 48, b, 8);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL,
+	   "refcount table overlapping the header refused");
+
+	fresh(p);
+	memset(b, 0, 8);
+	b[7] = 0x40; /* incompatible bit 6 */
+	patch(p, 72, b, 8);
+	is(try_open(p, TD_OPEN_RDONLY), -ENOTSUP,
+	   "unknown incompatible feature refused");
+
+	fresh(p);
+	memset(b, 0, 8);
+	b[7] = 0x02; /* corrupt */
+	patch(p, 72, b, 8);
+	is(try_open(p, 0), -EROFS, "corrupt image refused read-write");
+	is(try_open(p, TD_OPEN_RDONLY), 0, "corrupt image opens read-only");
+
+	fresh(p);
+	put_be32(b, 7);
+	patch(p, 96, b, 4);
+	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "refcount_order 7 refused");
+}
+
+static void test_loop(void)
+{
+	char a[128], bb[128];
+
+	snprintf(a, sizeof(a), "%s/A.qcow2", dir);
+	snprintf(bb, sizeof(bb), "%s/B.qcow2", dir);
+	sh("qemu-img create -q -f qcow2 %s 1M", bb, "");
+	sh("qemu-img create -q -f qcow2 -b B.qcow2 -F qcow2 %s", a, "");
+	sh("qemu-img rebase -q -u -f qcow2 -b A.qcow2 -F qcow2 %s", bb, "");
+	is(try_open(a, TD_OPEN_RDONLY), -ELOOP, "backing chain loop refused");
+}
+
+static void req_done(struct td_request *req, int err)
+{
+	int *res = req->data;
+
+	res[0] = err;
+	res[1] = 1;
+}
+
+static int do_req(struct td_image *img, enum td_op op, uint64_t off,
+		  uint64_t len, void *buf)
+{
+	struct td_request req;
+	struct iovec iov = { buf, len };
+	int res[2] = { -ETIMEDOUT, 0 }, i;
+
+	memset(&req, 0, sizeof(req));
+	req.op = op;
+	req.offset = off;
+	req.len = len;
+	req.iov = buf ? &iov : NULL;
+	req.iovcnt = buf ? 1 : 0;
+	req.io_done = req.done = req_done;
+	req.data = res;
+	td_image_queue(img, &req);
+	for (i = 0; i < 10000 && !res[1]; i++)
+		td_loop_once(loop, 100);
+	return res[0];
+}
+
+static void test_rw(const char *kind, const char *opts)
+{
+	char src[128], img_path[160], name[200];
+	struct td_image *img = NULL;
+	unsigned char *a, *b;
+	int rc, fd;
+
+	snprintf(src, sizeof(src), "%s/src.raw", dir);
+	snprintf(img_path, sizeof(img_path), "%s/rw-%s.qcow2", dir, kind);
+	sh("head -c 4194304 /dev/urandom > %s; dd if=/dev/zero of=%s bs=64k count=8 seek=8 conv=notrunc status=none",
+	   src, src);
+	{
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd),
+			 "qemu-img convert -q -f raw -O qcow2 %s %s %s", opts,
+			 src, img_path);
+		is(system(cmd), 0, "%s: qemu-img convert", kind);
+	}
+	snprintf(name, sizeof(name), "qcow2:%s", img_path);
+	rc = td_image_open_chain(name, TD_OPEN_BUFFERED, loop, io, &img);
+	is(rc, 0, "%s: opens", kind);
+	if (rc)
+		return;
+	a = aligned_alloc(4096, 4 << 20);
+	b = aligned_alloc(4096, 4 << 20);
+	fd = open(src, O_RDONLY);
+	if (read(fd, a, 4 << 20) != 4 << 20)
+		diag("short read of %s", src);
+	close(fd);
+	is(do_req(img, TD_OP_READ, 0, 4 << 20, b), 0, "%s: read all", kind);
+	ok(!memcmp(a, b, 4 << 20), "%s: data as written by qemu-img", kind);
+	memset(a + 70000, 0x5a, 9000);
+	is(do_req(img, TD_OP_WRITE, 65536, 65536, a + 65536), 0,
+	   "%s: overwrite a cluster", kind);
+	is(do_req(img, TD_OP_FLUSH, 0, 0, NULL), 0, "%s: flush", kind);
+	is(do_req(img, TD_OP_READ, 0, 4 << 20, b), 0, "%s: read back", kind);
+	ok(!memcmp(a, b, 4 << 20), "%s: new data reads back", kind);
+	td_image_close_chain(img);
+	{
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", img_path);
+		is(system(cmd), 0, "%s: qemu-img check clean after write", kind);
+	}
+	free(a);
+	free(b);
+}
+
+int main(void)
+{
+	enum td_io_kind kinds[] = { TD_IO_URING, TD_IO_LIBAIO };
+	size_t k;
+
+	td_log_open("test-qcow2", true, LOG_WARNING);
+	if (system("qemu-img --version >/dev/null 2>&1")) {
+		skip("qemu-img is not installed", "qcow2 tests");
+		return tap_done();
+	}
+	snprintf(dir, sizeof(dir), "/var/tmp/test-qcow2.XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	loop = td_loop_new();
+	for (k = 0; k < 2; k++) {
+		io = td_io_new(loop, kinds[k], 64);
+		if (!io) {
+			skip("engine unavailable", "engine %zu", k);
+			continue;
+		}
+		diag("engine %s", td_io_name(io));
+		if (k == 0) {
+			test_malformed();
+			test_loop();
+		}
+		test_rw("plain", "");
+		test_rw("zlib", "-c");
+		test_rw("zstd", "-c -o compression_type=zstd");
+		test_rw("extl2", "-o extended_l2=on");
+		test_rw("c512", "-o cluster_size=512,refcount_bits=1");
+		td_io_free(io);
+	}
+	td_loop_free(loop);
+	sh("rm -rf %s", dir, "");
+	return tap_done();
+}
