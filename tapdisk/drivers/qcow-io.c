@@ -274,12 +274,32 @@ static void qcow_l2_unlink(struct qcow_priv *p, struct qcow_l2 *l2)
 	}
 }
 
+/* Over the bound because everything was busy: shrink back when we can. */
+static void qcow_l2_trim(struct qcow_priv *p)
+{
+	struct qcow_l2 *l2, *lru;
+
+	while (p->nl2 > QCOW_L2_CACHE) {
+		lru = NULL;
+		for (l2 = p->l2s; l2; l2 = l2->next)
+			if (!l2->pins && !l2->loading &&
+			    (!lru || l2->stamp < lru->stamp))
+				lru = l2;
+		if (!lru)
+			return;
+		qcow_l2_unlink(p, lru);
+		qcow_l2_free(p, lru);
+	}
+}
+
 void qcow_l2_insert(struct qcow_priv *p, struct qcow_l2 *l2)
 {
 	l2->stamp = ++p->stamp;
 	l2->next = p->l2s;
 	p->l2s = l2;
 	p->nl2++;
+	if (!l2->loading)
+		qcow_l2_trim(p);
 }
 
 struct qcow_l2 *qcow_l2_alloc(struct td_image *img)
@@ -320,13 +340,8 @@ static struct qcow_l2 *qcow_l2_victim(struct td_image *img)
 
 void qcow_l2_unpin(struct td_image *img, struct qcow_l2 *l2)
 {
-	struct qcow_priv *p = img->priv;
-
-	/* over the bound because everything was busy: shrink back now */
-	if (!--l2->pins && p->nl2 > QCOW_L2_CACHE) {
-		qcow_l2_unlink(p, l2);
-		qcow_l2_free(p, l2);
-	}
+	if (!--l2->pins)
+		qcow_l2_trim(img->priv);
 }
 
 static void qcow_l2_loaded(struct td_iocb *cb, long res)

@@ -873,6 +873,56 @@ out:
 	td_buf_put(buf, N * 16 * KiB);
 }
 
+/* More L2 tables than the cache holds: evictions, reloads. */
+static void test_many_tables(void)
+{
+	enum { TABLES = 150 };
+	uint8_t *buf = td_buf_get(4096), *got = td_buf_get(4096);
+	struct td_syncio *s;
+	char name[600];
+	int i, bad = 0;
+
+	unlink(path("m.qcow"));
+	if (sh("qemu-img create -q -f qcow %s 300M", path("m.qcow")))
+		goto out;
+	snprintf(name, sizeof(name), "qcow:%s", path("m.qcow"));
+	s = td_syncio_open(name, 0);
+	if (!s) {
+		ok(0, "open");
+		goto out;
+	}
+	for (i = 0; i < TABLES && !bad; i++) {
+		memset(buf, i + 1, 4096);
+		bad = td_syncio_pwrite(s, buf, 4096,
+				       (uint64_t)i * 2 * MiB + 8192, 0);
+	}
+	is(bad, 0, "one cluster written under each of %d L2 tables", TABLES);
+	for (i = TABLES - 1; i >= 0 && !bad; i--) {
+		bad = td_syncio_pread(s, got, 4096,
+				      (uint64_t)i * 2 * MiB + 8192);
+		if (!bad && (got[0] != i + 1 || got[4095] != i + 1))
+			bad = -EILSEQ;
+	}
+	is(bad, 0, "all of them read back, last table first");
+	td_syncio_close(s);
+	s = td_syncio_open(name, 0);
+	for (i = 0; s && i < TABLES && !bad; i += 7) {
+		bad = td_syncio_pread(s, got, 4096,
+				      (uint64_t)i * 2 * MiB + 8192);
+		if (!bad && got[0] != i + 1)
+			bad = -EILSEQ;
+	}
+	ok(s && !bad, "and after reopening");
+	td_syncio_close(s);
+	is(sh("qemu-io -f qcow -c 'read -P 1 8k 4k' -c 'read -P 150 312483840 4k' "
+	      "-c 'read -P 0 0 8k' %s >/dev/null",
+	      path("m.qcow")),
+	   0, "qemu-io reads the first and the last");
+out:
+	td_buf_put(buf, 4096);
+	td_buf_put(got, 4096);
+}
+
 int main(void)
 {
 	td_log_open("test-qcow", true,
@@ -893,6 +943,7 @@ int main(void)
 		test_encrypted();
 		test_admin();
 		test_parallel();
+		test_many_tables();
 	} else {
 		skip("qemu-img and qemu-io are not installed",
 		     "the tests against qemu");
