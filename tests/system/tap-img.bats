@@ -5,8 +5,8 @@
 
 load helpers
 
-TAPIMG=${TAPIMG:-$TD_TOP/${BUILD:-build}/tap-img}
-case "$TAPIMG" in /*) ;; *) TAPIMG=$TD_TOP/$TAPIMG ;; esac
+# the tools are built beside tapdisk
+TAPIMG=$(dirname "$TAPDISK")/tap-img
 
 setup() {
 	td_setup
