@@ -217,6 +217,28 @@ static int qcow2_open_writable(struct td_image *img)
 	return 0;
 }
 
+/* Everything open took; also what a failed open gives back. */
+static void qcow2_release(struct qcow2_priv *p)
+{
+	qcow2_cache_destroy(&p->l2c);
+	qcow2_cache_destroy(&p->rbc);
+	qcow2_ops_free(p);
+	if (p->zbuf)
+		td_buf_put(p->zbuf, p->cluster_size);
+	p->zbuf = NULL;
+	free(p->frees);
+	free(p->incq);
+	free(p->l1);
+	free(p->rt);
+	p->frees = p->incq = NULL;
+	p->l1 = p->rt = NULL;
+	if (p->data_fd >= 0 && p->data_fd != p->fd)
+		close(p->data_fd);
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = p->data_fd = -1;
+}
+
 static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 {
 	struct qcow2_priv *p = img->priv;
@@ -302,6 +324,9 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 		rc = qcow2_open_writable(img);
 out:
 	free(file);
+	/* the image layer frees priv but never calls close after a failure */
+	if (rc)
+		qcow2_release(p);
 	return rc;
 }
 
@@ -314,19 +339,7 @@ static void qcow2_close(struct td_image *img)
 		p->h.incompat &= ~QCOW2_INCOMPAT_DIRTY;
 		qcow2_header_write(img->path, p->fd, &p->h);
 	}
-	qcow2_cache_destroy(&p->l2c);
-	qcow2_cache_destroy(&p->rbc);
-	qcow2_ops_free(p);
-	if (p->zbuf)
-		td_buf_put(p->zbuf, p->cluster_size);
-	free(p->frees);
-	free(p->l1);
-	free(p->rt);
-	if (p->data_fd >= 0 && p->data_fd != p->fd)
-		close(p->data_fd);
-	if (p->fd >= 0)
-		close(p->fd);
-	p->fd = p->data_fd = -1;
+	qcow2_release(p);
 }
 
 static void qcow2_info(struct td_image *img, struct td_image_info *info)

@@ -63,6 +63,18 @@ static int try_open(const char *path, unsigned flags)
 	return rc;
 }
 
+static int count_fds(void)
+{
+	char path[64];
+	int fd, n = 0;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
 /* A fresh 64 MiB image with 64 KiB clusters to break. */
 static void fresh(const char *p)
 {
@@ -73,8 +85,10 @@ static void test_malformed(void)
 {
 	char p[128];
 	unsigned char b[8];
+	int fds;
 
 	snprintf(p, sizeof(p), "%s/bad.qcow2", dir);
+	fds = count_fds();
 
 	fresh(p);
 	is(try_open(p, TD_OPEN_RDONLY), 0, "a fresh image opens");
@@ -126,6 +140,8 @@ static void test_malformed(void)
 	put_be32(b, 7);
 	patch(p, 96, b, 4);
 	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "refcount_order 7 refused");
+	/* the memory a failed open took is ASan's to count */
+	is(count_fds(), fds, "failed opens leave no descriptor open");
 }
 
 static void test_loop(void)
