@@ -707,6 +707,31 @@ static void test_admin(void)
 	      path("big.qcow")),
 	   0, "qemu-img info sees 64 KiB clusters");
 
+	/* an encrypted image made here, written here, read by qemu */
+	k[0] = "encryption";
+	v[0] = "on";
+	o.size = MiB;
+	is(drv->create(path("ce.qcow"), &o), 0, "create with encryption=on");
+	{
+		char name[1200];
+		struct td_syncio *es;
+
+		put_file(path("ckey"), "open sesame 12345678", 20);
+		snprintf(name, sizeof(name), "qcow:%s?key-file=%s",
+			 path("ce.qcow"), path("ckey"));
+		es = td_syncio_open(name, 0);
+		memset(buf, 0x6b, 64 * KiB);
+		ok(es && !td_syncio_pwrite(es, buf, 10000, 4096, 0),
+		   "write to it with a 20-byte password");
+		td_syncio_close(es);
+	}
+	is(sh("qemu-io --object secret,id=s0,data='open sesame 12345678' "
+	      "--image-opts driver=qcow,file.filename=%s,encrypt.key-secret=s0 "
+	      "-c 'read -P 0x6b 4096 10000' -c 'read -P 0 0 4096' >/dev/null",
+	      path("ce.qcow")),
+	   0, "qemu-io decrypts it (password cut to 16 bytes like qemu)");
+	o.size = 64 * MiB;
+
 	/* describe */
 	img = open_img(&s, path("big.qcow"), 0);
 	ok(img != NULL, "opened it");
