@@ -742,6 +742,7 @@ void qcow_issue_parent_read(struct qcow_sub *s, uint64_t voff, uint64_t len)
 static int qcow_read_step(struct qcow_req *qr)
 {
 	struct td_image *img = qr->img;
+	struct qcow_priv *p = img->priv;
 	struct qcow_sub *s;
 	struct qcow_map m;
 	int rc;
@@ -760,10 +761,7 @@ static int qcow_read_step(struct qcow_req *qr)
 		if (!rc && m.kind == QCOW_ZIPPED)
 			rc = qcow_issue_zipped(
 				s, m.entry,
-				(uint32_t)(qr->pos &
-					   (((struct qcow_priv *)img->priv)
-						    ->g.cluster_size -
-					    1)));
+				(uint32_t)(qr->pos & (p->g.cluster_size - 1)));
 		else if (!rc)
 			qcow_issue_parent_read(s, qr->pos, m.len);
 		if (rc)
