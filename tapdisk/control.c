@@ -19,7 +19,12 @@
 struct ctl_command {
 	const char *name;
 	td_control_fn fn;
+	td_control_async_fn async_fn;
 	void *data;
+};
+
+struct td_control_call {
+	struct ctl_conn *conn; /* NULL once the client has gone */
 };
 
 struct ctl_conn {
@@ -31,6 +36,7 @@ struct ctl_conn {
 	char *out;
 	size_t out_len, out_off;
 	bool closing;
+	struct td_control_call *call; /* a reply still to come */
 	struct ctl_conn *next;
 };
 
@@ -67,6 +73,8 @@ static void ctl_conn_free(struct ctl_conn *c)
 {
 	struct ctl_conn **pp;
 
+	if (c->call)
+		c->call->conn = NULL;
 	for (pp = &c->ctl->conns; *pp; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
@@ -124,9 +132,10 @@ static struct json_object *ctl_error(const char *msg, int err)
 	return r;
 }
 
-static struct json_object *ctl_dispatch(struct td_control *ctl,
-					const char *msg, size_t len)
+static struct json_object *ctl_dispatch(struct ctl_conn *c, const char *msg,
+					size_t len)
 {
+	struct td_control *ctl = c->ctl;
 	struct json_object *req, *v, *reply;
 	const char *cmd, *error = NULL;
 	int i, rc;
@@ -155,6 +164,17 @@ static struct json_object *ctl_dispatch(struct td_control *ctl,
 		json_object_put(req);
 		return ctl_error("unknown command", EOPNOTSUPP);
 	}
+	if (ctl->cmds[i].async_fn) {
+		c->call = calloc(1, sizeof(*c->call));
+		if (!c->call) {
+			json_object_put(req);
+			return ctl_error("out of memory", ENOMEM);
+		}
+		c->call->conn = c;
+		ctl->cmds[i].async_fn(req, c->call, ctl->cmds[i].data);
+		json_object_put(req);
+		return NULL;
+	}
 	reply = json_object_new_object();
 	json_object_object_add(reply, "ok", json_object_new_boolean(true));
 	rc = ctl->cmds[i].fn(req, reply, &error, ctl->cmds[i].data);
@@ -169,7 +189,7 @@ static struct json_object *ctl_dispatch(struct td_control *ctl,
 /* Handle every complete message in the input buffer. */
 static void ctl_process(struct ctl_conn *c)
 {
-	while (c->in_len >= 4 && !c->out) {
+	while (c->in_len >= 4 && !c->out && !c->call) {
 		const unsigned char *p = (const unsigned char *)c->in;
 		size_t len = (size_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
 		struct json_object *reply;
@@ -185,11 +205,13 @@ static void ctl_process(struct ctl_conn *c)
 		if (c->in_len < len + 4)
 			return;
 		msg = strndup(c->in + 4, len);
-		reply = msg ? ctl_dispatch(c->ctl, msg, len) :
+		reply = msg ? ctl_dispatch(c, msg, len) :
 			      ctl_error("out of memory", ENOMEM);
 		free(msg);
-		ctl_reply(c, reply);
-		json_object_put(reply);
+		if (reply) {
+			ctl_reply(c, reply);
+			json_object_put(reply);
+		}
 		memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
 		c->in_len -= 4 + len;
 	}
@@ -221,11 +243,11 @@ static void ctl_conn_event(struct td_watch *w, int fd, uint32_t events,
 			return; /* EPOLLOUT brings us back */
 		if (c->closing)
 			goto close;
-		if (c->in_len < 4)
+		if (c->in_len < 4 || c->call)
 			return;
 		ctl_process(c);
 		if (!c->out)
-			return; /* a partial message: wait for more */
+			return; /* a partial message, or an answer to come */
 	}
 close:
 	ctl_conn_free(c);
@@ -302,8 +324,53 @@ int td_control_register(struct td_control *ctl, const char *command,
 {
 	if (ctl->ncmds == CTL_MAX_COMMANDS)
 		return -ENOSPC;
-	ctl->cmds[ctl->ncmds++] = (struct ctl_command){ command, fn, data };
+	ctl->cmds[ctl->ncmds++] =
+		(struct ctl_command){ .name = command, .fn = fn, .data = data };
 	return 0;
+}
+
+int td_control_register_async(struct td_control *ctl, const char *command,
+			      td_control_async_fn fn, void *data)
+{
+	if (ctl->ncmds == CTL_MAX_COMMANDS)
+		return -ENOSPC;
+	ctl->cmds[ctl->ncmds++] = (struct ctl_command){
+		.name = command, .async_fn = fn, .data = data
+	};
+	return 0;
+}
+
+void td_control_call_reply(struct td_control_call *call,
+			   struct json_object *fields, int err,
+			   const char *error)
+{
+	struct ctl_conn *c = call->conn;
+	struct json_object *reply;
+
+	free(call);
+	if (!c) {
+		json_object_put(fields);
+		return;
+	}
+	c->call = NULL;
+	if (err) {
+		json_object_put(fields);
+		reply = ctl_error(error ? error : strerror(-err), -err);
+	} else {
+		reply = json_object_new_object();
+		json_object_object_add(reply, "ok",
+				       json_object_new_boolean(true));
+		if (fields) {
+			json_object_object_foreach(fields, key, val)
+				json_object_object_add(reply, key,
+						       json_object_get(val));
+			json_object_put(fields);
+		}
+	}
+	ctl_reply(c, reply);
+	json_object_put(reply);
+	/* send it, and go on with what the client sent meanwhile */
+	ctl_conn_event(c->watch, c->fd, 0, c);
 }
 
 void td_control_free(struct td_control *ctl)

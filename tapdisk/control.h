@@ -24,9 +24,28 @@ typedef int (*td_control_fn)(struct json_object *request,
 			     struct json_object *reply, const char **error,
 			     void *data);
 
+/*
+ * A command answered later (pause waits for in-flight I/O): the handler
+ * keeps call and, from the loop, passes it to td_control_call_reply()
+ * exactly once. The connection's next message waits until then.
+ */
+struct td_control_call;
+typedef void (*td_control_async_fn)(struct json_object *request,
+				    struct td_control_call *call,
+				    void *data);
+
 struct td_control *td_control_new(struct td_loop *loop, const char *path);
 int td_control_register(struct td_control *ctl, const char *command,
 			td_control_fn fn, void *data);
+int td_control_register_async(struct td_control *ctl, const char *command,
+			      td_control_async_fn fn, void *data);
+/*
+ * err 0: {"ok":true} plus the members of fields (NULL for none; taken
+ * over); else an error reply with error (static) and -err as errno.
+ */
+void td_control_call_reply(struct td_control_call *call,
+			   struct json_object *fields, int err,
+			   const char *error);
 /* Closes every connection and unlinks the socket. */
 void td_control_free(struct td_control *ctl);
 

@@ -35,6 +35,8 @@
 
 struct tapdisk {
 	const char *image_name;
+	char *serving; /* the image name given, or the last resumed onto */
+	struct td_control_call *pause_call;
 	const char *nbd_addrs[TD_MAX_EXPORTS];
 	int n_nbd;
 	const char *export_name;
@@ -233,7 +235,8 @@ static void td_drained(struct td_loop *loop, void *data)
 {
 	struct tapdisk *td = data;
 
-	if (td_vbd_readonly(td->vbd)) {
+	/* paused: the image was flushed and closed already */
+	if (td_vbd_readonly(td->vbd) || !td->chain) {
 		td_shutdown_done(td);
 		return;
 	}
@@ -316,7 +319,9 @@ static int ctl_info(struct json_object *req, struct json_object *reply,
 				      json_object_new_string(
 					      nbd_server_address(td->nbd[i])));
 	json_object_object_add(reply, "image",
-			       json_object_new_string(td->chain->name));
+			       json_object_new_string(td_vbd_name(td->vbd)));
+	json_object_object_add(reply, "paused",
+			       json_object_new_boolean(td_vbd_paused(td->vbd)));
 	json_object_object_add(reply, "size",
 			       json_object_new_uint64(td_vbd_size(td->vbd)));
 	json_object_object_add(reply, "readonly",
@@ -336,9 +341,90 @@ static int ctl_stats(struct json_object *req, struct json_object *reply,
 	struct tapdisk *td = data;
 
 	json_object_object_add(reply, "image",
-			       json_object_new_string(td->chain->name));
+			       json_object_new_string(td_vbd_name(td->vbd)));
 	json_object_object_add(reply, "stats",
 			       td_stats_json(td_vbd_stats(td->vbd)));
+	return 0;
+}
+
+static void td_paused(struct td_vbd *vbd, int err, void *data)
+{
+	struct tapdisk *td = data;
+	struct td_control_call *call = td->pause_call;
+
+	/* the image is let go even if the flush failed: it was asked for */
+	td_image_close_chain(td->chain);
+	td->chain = NULL;
+	td_info("paused: image closed");
+	td_control_call_reply(call, NULL, err, err ? "flush failed" : NULL);
+}
+
+static void ctl_pause(struct json_object *req, struct td_control_call *call,
+		      void *data)
+{
+	struct tapdisk *td = data;
+	int rc;
+
+	if (td->stopping) {
+		td_control_call_reply(call, NULL, -ESHUTDOWN,
+				      "tapdisk is shutting down");
+		return;
+	}
+	rc = td_vbd_pause(td->vbd, td_paused, td);
+	if (rc)
+		td_control_call_reply(call, NULL, rc, "not running");
+	else
+		td->pause_call = call;
+}
+
+static int ctl_resume(struct json_object *req, struct json_object *reply,
+		      const char **error, void *data)
+{
+	struct tapdisk *td = data;
+	struct td_image *chain;
+	struct json_object *v;
+	const char *name = td->serving;
+	char *copy;
+	int rc;
+
+	if (!td_vbd_paused(td->vbd)) {
+		*error = "not paused";
+		return -EINVAL;
+	}
+	if (json_object_object_get_ex(req, "image", &v)) {
+		if (!json_object_is_type(v, json_type_string)) {
+			*error = "\"image\" must be a string";
+			return -EINVAL;
+		}
+		name = json_object_get_string(v);
+	}
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	rc = td_image_open_chain(name, td->readonly ? TD_OPEN_RDONLY : 0,
+				 td->loop, td->io, &chain);
+	if (rc) {
+		free(copy);
+		*error = "cannot open the image (see tapdisk's log)";
+		return rc;
+	}
+	rc = td_vbd_resume(td->vbd, chain);
+	if (rc) {
+		td_err("%s: cannot resume onto it: %s", chain->name,
+		       rc == -EMEDIUMTYPE ? "its size differs" :
+					    strerror(-rc));
+		td_image_close_chain(chain);
+		free(copy);
+		*error = rc == -EMEDIUMTYPE ? "the image's size differs" :
+					      "cannot resume";
+		return rc;
+	}
+	td->chain = chain;
+	free(td->serving);
+	td->serving = copy;
+	td_info("resumed on %s", chain->name);
+	json_object_object_add(reply, "image",
+			       json_object_new_string(chain->name));
 	return 0;
 }
 
@@ -411,6 +497,9 @@ static int td_start(struct tapdisk *td)
 		       strerror(errno));
 		return -errno;
 	}
+	td->serving = strdup(td->image_name);
+	if (!td->serving)
+		return -ENOMEM;
 	rc = td_image_open_chain(td->image_name,
 				 td->readonly ? TD_OPEN_RDONLY : 0, td->loop,
 				 td->io, &td->chain);
@@ -435,6 +524,8 @@ static int td_start(struct tapdisk *td)
 			return -errno;
 		td_control_register(td->control, "info", ctl_info, td);
 		td_control_register(td->control, "stats", ctl_stats, td);
+		td_control_register_async(td->control, "pause", ctl_pause, td);
+		td_control_register(td->control, "resume", ctl_resume, td);
 	}
 	td_info("serving %llu bytes%s with %s I/O on %d NBD export%s",
 		(unsigned long long)td_vbd_size(td->vbd),
@@ -456,6 +547,7 @@ static void td_cleanup(struct tapdisk *td)
 	if (td->vbd)
 		td_vbd_free(td->vbd);
 	td_image_close_chain(td->chain);
+	free(td->serving);
 	if (td->io)
 		td_io_free(td->io);
 	if (td->sigwatch)

@@ -38,7 +38,7 @@ struct vbd_split {
 
 static unsigned vbd_align(const struct td_vbd *vbd)
 {
-	return vbd->img->info.align;
+	return vbd->info.align;
 }
 
 void vbd_align_range(const struct td_vbd *vbd, const struct td_request *req,
@@ -215,7 +215,7 @@ void vbd_align_dispatch(struct td_vbd *vbd, struct td_request *req)
 
 nomem:
 	td_err("%s: no memory for a bounce buffer of %llu bytes",
-	       vbd->img->name, (unsigned long long)(hi - lo));
+	       vbd->name, (unsigned long long)(hi - lo));
 	/* vbd_io_done must run from the loop, like any completion */
 	req->io_done = vbd_io_done;
 	req->io_data = vbd;
@@ -277,7 +277,7 @@ bool vbd_align_split_zeroes(struct td_vbd *vbd, struct td_request *req)
 	if (!s || !s->zeroes) {
 		free(s);
 		td_err("%s: no memory to split a write_zeroes request",
-		       vbd->img->name);
+		       vbd->name);
 		vbd_finish_early(vbd, req, -ENOMEM);
 		return true;
 	}

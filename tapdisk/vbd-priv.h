@@ -10,9 +10,23 @@ struct vbd_list {
 	unsigned n;
 };
 
+enum vbd_pause_state {
+	VBD_RUNNING,
+	VBD_PAUSING, /* nothing new dispatched; waiting for in-flight I/O */
+	VBD_FLUSHING, /* the last flush before the image is let go */
+	VBD_PAUSED, /* no image: requests wait in the queue */
+};
+
 struct td_vbd {
 	struct td_loop *loop;
-	struct td_image *img;
+	struct td_image *img; /* NULL while paused */
+	/* the disk as clients see it, kept across pause and resume */
+	struct td_image_info info;
+	char *name;
+	enum vbd_pause_state pause;
+	td_vbd_pause_fn pause_fn;
+	void *pause_data;
+	struct td_request pause_flush;
 	unsigned flags;
 	unsigned max_inflight;
 	unsigned inflight; /* dispatched to the image */

@@ -53,6 +53,14 @@ struct td_vbd *td_vbd_new(struct td_loop *loop, struct td_image *chain,
 		return NULL;
 	vbd->loop = loop;
 	vbd->img = chain;
+	vbd->info = chain->info;
+	/* the image owns its parent name; clients never see it */
+	vbd->info.parent = NULL;
+	vbd->name = strdup(chain->name);
+	if (!vbd->name) {
+		free(vbd);
+		return NULL;
+	}
 	vbd->flags = flags;
 	if (chain->flags & TD_OPEN_RDONLY)
 		vbd->flags |= TD_VBD_RDONLY;
@@ -63,12 +71,13 @@ struct td_vbd *td_vbd_new(struct td_loop *loop, struct td_image *chain,
 
 void td_vbd_free(struct td_vbd *vbd)
 {
+	free(vbd->name);
 	free(vbd);
 }
 
 uint64_t td_vbd_size(const struct td_vbd *vbd)
 {
-	return vbd->img->info.size;
+	return vbd->info.size;
 }
 
 bool td_vbd_readonly(const struct td_vbd *vbd)
@@ -78,12 +87,12 @@ bool td_vbd_readonly(const struct td_vbd *vbd)
 
 const struct td_image_info *td_vbd_info(const struct td_vbd *vbd)
 {
-	return &vbd->img->info;
+	return &vbd->info;
 }
 
 const char *td_vbd_name(const struct td_vbd *vbd)
 {
-	return vbd->img->name;
+	return vbd->name;
 }
 
 struct td_stats *td_vbd_stats(struct td_vbd *vbd)
@@ -111,6 +120,15 @@ static void vbd_drain_cb(struct td_loop *loop, void *data)
 
 void td_vbd_drain(struct td_vbd *vbd, td_loop_fn fn, void *data)
 {
+	struct td_request *req;
+
+	/* with no image, what waits would wait forever */
+	if (vbd->pause == VBD_PAUSED) {
+		while ((req = vbd->queue.head)) {
+			list_del(&vbd->queue, req);
+			vbd_finish_early(vbd, req, -ESHUTDOWN);
+		}
+	}
 	vbd->drain_fn = fn;
 	vbd->drain_data = data;
 	if (!vbd->active)
@@ -217,12 +235,91 @@ static void vbd_kick(struct td_vbd *vbd)
 {
 	struct td_request *req;
 
+	if (vbd->pause != VBD_RUNNING)
+		return;
 	while ((req = vbd->queue.head) && vbd->inflight < vbd->max_inflight) {
 		if (vbd_blocked(vbd, req))
 			break;
 		list_del(&vbd->queue, req);
 		vbd_dispatch(vbd, req);
 	}
+}
+
+static void vbd_paused(struct td_vbd *vbd, int err)
+{
+	vbd->pause = VBD_PAUSED;
+	vbd->img = NULL;
+	if (err)
+		td_err("%s: flush before pausing failed: %s", vbd->name,
+		       strerror(-err));
+	vbd->pause_fn(vbd, err, vbd->pause_data);
+}
+
+static void vbd_pause_flush_done(struct td_request *req, int err)
+{
+	vbd_paused(req->io_data, err);
+}
+
+static void vbd_pause_defer(struct td_loop *loop, void *data)
+{
+	vbd_paused(data, 0);
+}
+
+/* Nothing is in flight any more: make it all durable, then let go. */
+static void vbd_pause_flush(struct td_vbd *vbd)
+{
+	struct td_request *f = &vbd->pause_flush;
+
+	vbd->pause = VBD_FLUSHING;
+	if (vbd->flags & TD_VBD_RDONLY) {
+		td_loop_defer(vbd->loop, &f->defer, vbd_pause_defer, vbd);
+		return;
+	}
+	memset(f, 0, sizeof(*f));
+	f->op = TD_OP_FLUSH;
+	f->io_done = vbd_pause_flush_done;
+	f->io_data = vbd;
+	td_image_queue(vbd->img, f);
+}
+
+int td_vbd_pause(struct td_vbd *vbd, td_vbd_pause_fn fn, void *data)
+{
+	if (vbd->pause != VBD_RUNNING)
+		return -EALREADY;
+	vbd->pause = VBD_PAUSING;
+	vbd->pause_fn = fn;
+	vbd->pause_data = data;
+	if (!vbd->inflight)
+		vbd_pause_flush(vbd);
+	return 0;
+}
+
+int td_vbd_resume(struct td_vbd *vbd, struct td_image *chain)
+{
+	char *name;
+
+	if (vbd->pause != VBD_PAUSED)
+		return -EINVAL;
+	if (chain->info.size != vbd->info.size)
+		return -EMEDIUMTYPE;
+	name = strdup(chain->name);
+	if (!name)
+		return -ENOMEM;
+	free(vbd->name);
+	vbd->name = name;
+	vbd->img = chain;
+	/* a new image may need another alignment; the size is the same */
+	vbd->info.align = chain->info.align;
+	vbd->info.can_discard = chain->info.can_discard;
+	vbd->info.can_zero = chain->info.can_zero;
+	vbd->pause = VBD_RUNNING;
+	vbd_kick(vbd);
+	return 0;
+}
+
+bool td_vbd_paused(const struct td_vbd *vbd)
+{
+	return vbd->pause == VBD_PAUSED;
 }
 
 void vbd_io_done(struct td_request *req, int err)
@@ -242,10 +339,12 @@ void vbd_io_done(struct td_request *req, int err)
 	}
 	if (err && err != -ENOTSUP)
 		td_err("%s: %s of %llu bytes at %llu failed: %s",
-		       vbd->img->name, td_op_name(req->op),
+		       vbd->name, td_op_name(req->op),
 		       (unsigned long long)req->len,
 		       (unsigned long long)req->offset, strerror(-err));
 	vbd_finish(vbd, req, err);
+	if (vbd->pause == VBD_PAUSING && !vbd->inflight)
+		vbd_pause_flush(vbd);
 	vbd_kick(vbd);
 }
 
@@ -259,7 +358,7 @@ void vbd_enqueue(struct td_vbd *vbd, struct td_request *req)
 
 static int vbd_validate(const struct td_vbd *vbd, const struct td_request *req)
 {
-	uint64_t size = vbd->img->info.size, total = 0;
+	uint64_t size = vbd->info.size, total = 0;
 	int i;
 
 	if ((unsigned)req->op >= TD_OP_MAX)
@@ -295,12 +394,12 @@ void td_vbd_submit(struct td_vbd *vbd, struct td_request *req)
 		vbd_finish_early(vbd, req, rc);
 		return;
 	}
-	if (req->op == TD_OP_DISCARD && vbd->img->info.align > 1) {
+	if (req->op == TD_OP_DISCARD && vbd->info.align > 1) {
 		/* a discard is a hint: drop the unaligned edges */
-		lo = req->offset + vbd->img->info.align - 1;
-		lo -= lo % vbd->img->info.align;
+		lo = req->offset + vbd->info.align - 1;
+		lo -= lo % vbd->info.align;
 		hi = req->offset + req->len;
-		hi -= hi % vbd->img->info.align;
+		hi -= hi % vbd->info.align;
 		if (hi <= lo) {
 			vbd_finish_early(vbd, req, 0);
 			return;

@@ -39,7 +39,25 @@ const char *td_vbd_name(const struct td_vbd *vbd);
 struct td_stats *td_vbd_stats(struct td_vbd *vbd);
 unsigned td_vbd_inflight(const struct td_vbd *vbd);
 
-/* Call fn once nothing is queued or in flight (at once if idle). */
+/*
+ * Call fn once nothing is queued or in flight (at once if idle). On a
+ * paused vbd the queued requests fail with -ESHUTDOWN.
+ */
 void td_vbd_drain(struct td_vbd *vbd, td_loop_fn fn, void *data);
+
+/*
+ * Pause: stop sending requests to the image, let those in flight finish,
+ * flush, then call fn (from the loop) with 0 or the flush's -errno; after
+ * that the caller may close the chain. New requests wait in the queue.
+ * Returns -EALREADY if not running.
+ */
+typedef void (*td_vbd_pause_fn)(struct td_vbd *vbd, int err, void *data);
+int td_vbd_pause(struct td_vbd *vbd, td_vbd_pause_fn fn, void *data);
+/*
+ * Serve again from chain (the old one reopened, or another image of the
+ * same size): -EINVAL if not paused, -EMEDIUMTYPE if the size differs.
+ */
+int td_vbd_resume(struct td_vbd *vbd, struct td_image *chain);
+bool td_vbd_paused(const struct td_vbd *vbd);
 
 #endif

@@ -34,6 +34,23 @@ static int cmd_echo(struct json_object *req, struct json_object *reply,
 	return 0;
 }
 
+static struct td_control_call *pending_call;
+
+static void cmd_later(struct json_object *req, struct td_control_call *call,
+		      void *data)
+{
+	pending_call = call;
+}
+
+static void answer_later(struct td_loop *l, void *data)
+{
+	struct json_object *f = json_object_new_object();
+
+	json_object_object_add(f, "later", json_object_new_boolean(true));
+	td_control_call_reply(pending_call, f, 0, NULL);
+	pending_call = NULL;
+}
+
 static int connect_to(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -138,6 +155,7 @@ int main(void)
 	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700,
 	   "socket is owner-only (mode %o)", st.st_mode & 0777);
 	td_control_register(ctl, "echo", cmd_echo, &calls);
+	td_control_register_async(ctl, "later", cmd_later, NULL);
 
 	fd = connect_to(path);
 	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
@@ -182,6 +200,22 @@ int main(void)
 	json_object_put(r);
 	r = recv_reply(fd);
 	ok(reply_is(r, true, 0), "third of three pipelined");
+	json_object_put(r);
+
+	/* an answer that comes later holds back the next message's */
+	send_msg(fd, "{\"version\":1,\"command\":\"later\"}");
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	td_loop_once(loop, 5);
+	td_loop_once(loop, 5);
+	ok(pending_call != NULL, "async handler holds the call");
+	td_timer_add(loop, 20, answer_later, NULL);
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0) && json_object_object_get_ex(r, "later", NULL),
+	   "the later answer arrives first, with its fields");
+	json_object_put(r);
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0) && !json_object_object_get_ex(r, "later", NULL),
+	   "then the next message is answered");
 	json_object_put(r);
 
 	/* oversized: error reply, then the connection is closed */

@@ -293,6 +293,68 @@ static void test_unaligned(void)
 	td_vbd_free(vbd);
 }
 
+static int pause_calls, pause_err = 1;
+
+static void on_paused(struct td_vbd *vbd, int err, void *data)
+{
+	pause_calls++;
+	pause_err = err;
+}
+
+static void test_pause_resume(void)
+{
+	struct td_vbd *vbd = new_vbd(1, 0, 0);
+	struct td_image other = image;
+	struct td_request r[3];
+	struct iovec iov[3];
+	struct done d[3];
+	static char buf[3][512];
+	int drains = 0;
+
+	prep(&r[0], TD_OP_WRITE, 0, 512, &iov[0], buf[0], &d[0]);
+	td_vbd_submit(vbd, &r[0]);
+	is(td_vbd_pause(vbd, on_paused, NULL), 0, "pause accepted");
+	is(td_vbd_pause(vbd, on_paused, NULL), -EALREADY, "pause twice: EALREADY");
+	prep(&r[1], TD_OP_READ, 512, 512, &iov[1], buf[1], &d[1]);
+	td_vbd_submit(vbd, &r[1]);
+	is(nheld, 1, "a request after pause is not dispatched");
+	td_loop_once(loop, 0);
+	is(pause_calls, 0, "not paused while a write is in flight");
+	release(0);
+	ok(nheld == 1 && held[0]->op == TD_OP_FLUSH,
+	   "in-flight write done: the pause flushes");
+	release(0);
+	ok(pause_calls == 1 && pause_err == 0, "paused after the flush");
+	ok(td_vbd_paused(vbd), "td_vbd_paused");
+	is(nheld, 0, "the queued read still waits");
+	other.info.size = DISK_SIZE * 2;
+	is(td_vbd_resume(vbd, &other), -EMEDIUMTYPE,
+	   "resume onto another size refused");
+	ok(td_vbd_paused(vbd), "still paused");
+	other.info.size = DISK_SIZE;
+	other.name = "hold:other";
+	is(td_vbd_resume(vbd, &other), 0, "resume onto an image of that size");
+	ok(!strcmp(td_vbd_name(vbd), "hold:other"), "name follows the image");
+	ok(nheld == 1 && held[0] == &r[1], "the queued read goes now");
+	release_all();
+	is(d[1].calls, 1, "and completes");
+	is(td_vbd_resume(vbd, &other), -EINVAL, "resume when running: EINVAL");
+
+	/* shutting down while paused fails what waits */
+	pause_calls = 0;
+	td_vbd_pause(vbd, on_paused, NULL);
+	release_all();
+	is(pause_calls, 1, "paused again");
+	prep(&r[2], TD_OP_READ, 0, 512, &iov[2], buf[2], &d[2]);
+	td_vbd_submit(vbd, &r[2]);
+	td_vbd_drain(vbd, drained, &drains);
+	td_loop_once(loop, 0);
+	td_loop_once(loop, 0);
+	is(d[2].err, -ESHUTDOWN, "queued request fails with ESHUTDOWN");
+	is(drains, 1, "and the drain completes");
+	td_vbd_free(vbd);
+}
+
 int main(void)
 {
 	td_log_open("test-vbd", true, LOG_CRIT);
@@ -301,6 +363,7 @@ int main(void)
 	test_flush_order();
 	test_inflight_limit();
 	test_unaligned();
+	test_pause_resume();
 	td_loop_free(loop);
 	return tap_done();
 }
