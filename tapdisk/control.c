@@ -37,6 +37,7 @@ struct ctl_conn {
 	size_t out_len, out_off;
 	bool closing;
 	struct td_control_call *call; /* a reply still to come */
+	bool dispatching; /* inside a handler: don't re-enter */
 	struct ctl_conn *next;
 };
 
@@ -171,7 +172,9 @@ static struct json_object *ctl_dispatch(struct ctl_conn *c, const char *msg,
 			return ctl_error("out of memory", ENOMEM);
 		}
 		c->call->conn = c;
+		c->dispatching = true;
 		ctl->cmds[i].async_fn(req, c->call, ctl->cmds[i].data);
+		c->dispatching = false;
 		json_object_put(req);
 		return NULL;
 	}
@@ -212,6 +215,7 @@ static void ctl_process(struct ctl_conn *c)
 			ctl_reply(c, reply);
 			json_object_put(reply);
 		}
+		/* (an async reply given at once is already in c->out) */
 		memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
 		c->in_len -= 4 + len;
 	}
@@ -369,6 +373,9 @@ void td_control_call_reply(struct td_control_call *call,
 	}
 	ctl_reply(c, reply);
 	json_object_put(reply);
+	/* answered from inside its handler: the caller sends it */
+	if (c->dispatching)
+		return;
 	/* send it, and go on with what the client sent meanwhile */
 	ctl_conn_event(c->watch, c->fd, 0, c);
 }

@@ -120,15 +120,8 @@ static void vbd_drain_cb(struct td_loop *loop, void *data)
 
 void td_vbd_drain(struct td_vbd *vbd, td_loop_fn fn, void *data)
 {
-	struct td_request *req;
-
 	/* with no image, what waits would wait forever */
-	if (vbd->pause == VBD_PAUSED) {
-		while ((req = vbd->queue.head)) {
-			list_del(&vbd->queue, req);
-			vbd_finish_early(vbd, req, -ESHUTDOWN);
-		}
-	}
+	td_vbd_abort_queued(vbd, -ESHUTDOWN);
 	vbd->drain_fn = fn;
 	vbd->drain_data = data;
 	if (!vbd->active)
@@ -320,6 +313,18 @@ int td_vbd_resume(struct td_vbd *vbd, struct td_image *chain)
 bool td_vbd_paused(const struct td_vbd *vbd)
 {
 	return vbd->pause == VBD_PAUSED;
+}
+
+void td_vbd_abort_queued(struct td_vbd *vbd, int err)
+{
+	struct td_request *req;
+
+	if (vbd->pause != VBD_PAUSED)
+		return;
+	while ((req = vbd->queue.head)) {
+		list_del(&vbd->queue, req);
+		vbd_finish_early(vbd, req, err);
+	}
 }
 
 void vbd_io_done(struct td_request *req, int err)

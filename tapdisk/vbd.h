@@ -59,5 +59,7 @@ int td_vbd_pause(struct td_vbd *vbd, td_vbd_pause_fn fn, void *data);
  */
 int td_vbd_resume(struct td_vbd *vbd, struct td_image *chain);
 bool td_vbd_paused(const struct td_vbd *vbd);
+/* Fail every request waiting on a paused vbd with err (shutdown). */
+void td_vbd_abort_queued(struct td_vbd *vbd, int err);
 
 #endif

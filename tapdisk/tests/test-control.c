@@ -42,6 +42,12 @@ static void cmd_later(struct json_object *req, struct td_control_call *call,
 	pending_call = call;
 }
 
+static void cmd_at_once(struct json_object *req,
+			struct td_control_call *call, void *data)
+{
+	td_control_call_reply(call, NULL, -EALREADY, "at once");
+}
+
 static void answer_later(struct td_loop *l, void *data)
 {
 	struct json_object *f = json_object_new_object();
@@ -156,6 +162,7 @@ int main(void)
 	   "socket is owner-only (mode %o)", st.st_mode & 0777);
 	td_control_register(ctl, "echo", cmd_echo, &calls);
 	td_control_register_async(ctl, "later", cmd_later, NULL);
+	td_control_register_async(ctl, "now", cmd_at_once, NULL);
 
 	fd = connect_to(path);
 	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
@@ -216,6 +223,16 @@ int main(void)
 	r = recv_reply(fd);
 	ok(reply_is(r, true, 0) && !json_object_object_get_ex(r, "later", NULL),
 	   "then the next message is answered");
+	json_object_put(r);
+
+	/* an async handler may answer before it returns */
+	send_msg(fd, "{\"version\":1,\"command\":\"now\"}");
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	r = recv_reply(fd);
+	ok(reply_is(r, false, EALREADY), "async answer given at once");
+	json_object_put(r);
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0), "and the connection goes on");
 	json_object_put(r);
 
 	/* oversized: error reply, then the connection is closed */
