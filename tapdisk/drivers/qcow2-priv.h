@@ -231,6 +231,17 @@ struct qcow2_priv {
 
 	struct qcow2_op *free_ops;
 	void *zbuf; /* one aligned cluster of zeroes */
+
+	/*
+	 * Compressed writes pack their data back to back: comp_next is the
+	 * next free byte (0: no host cluster is being filled), cbuf a copy
+	 * of that host cluster and the next, at cbuf_host, so that sectors
+	 * shared with the previous compressed cluster are rewritten whole.
+	 */
+	void *cbuf;
+	uint64_t cbuf_host;
+	uint64_t comp_next;
+	uint64_t comp_refs; /* compressed clusters in comp_next's cluster */
 };
 
 /* qcow2-header.c */
@@ -277,6 +288,10 @@ int qcow2_free_entry(struct td_image *img, uint64_t entry);
  */
 int qcow2_alloc_clusters(struct qcow2_op *op, uint64_t n, uint64_t *out,
 			 void (*step)(struct qcow2_op *op));
+/* +1 on n clusters at offset, queued; qcow2_ref_drain() applies it */
+int qcow2_ref_queue(struct td_image *img, uint64_t offset, uint64_t n);
+/* apply the queued increments: 1 when op waits (step runs again), 0, < 0 */
+int qcow2_ref_drain(struct qcow2_op *op, void (*step)(struct qcow2_op *op));
 /* run a flush of metadata for op (under the lock); op->io_done at end */
 void qcow2_meta_flush(struct qcow2_op *op);
 
@@ -320,6 +335,13 @@ void qcow2_flush(struct td_image *img, struct td_request *req);
 void qcow2_discard(struct td_image *img, struct td_request *req);
 void qcow2_write_zeroes(struct td_image *img, struct td_request *req);
 int qcow2_meta_flush_sync(struct td_image *img);
+/*
+ * Under the lock: the L2 table of op->pos, owned by this image (a shared or
+ * missing one is replaced). 0 with *out and op->l2_off set; 1 when op waits
+ * and step runs again; < 0 error.
+ */
+int qcow2_l2_writable(struct qcow2_op *op, void (*step)(struct qcow2_op *op),
+		      struct qcow2_centry **out);
 void qcow2_ops_free(struct qcow2_priv *p);
 
 /* qcow2-check.c */

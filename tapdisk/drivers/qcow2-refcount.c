@@ -203,6 +203,25 @@ static int drain_incq(struct qcow2_op *op)
 	return 0;
 }
 
+int qcow2_ref_queue(struct td_image *img, uint64_t offset, uint64_t n)
+{
+	struct qcow2_priv *p = img->priv;
+
+	return push_range(&p->incq, &p->nincq, &p->incq_cap, offset, n);
+}
+
+int qcow2_ref_drain(struct qcow2_op *op, void (*step)(struct qcow2_op *op))
+{
+	int rc = drain_incq(op);
+
+	if (rc == 1)
+		qcow2_op_wait(op, step);
+	else if (rc)
+		td_err("%s: cannot raise refcounts: %s", op->img->path,
+		       strerror(-rc));
+	return rc;
+}
+
 int qcow2_alloc_clusters(struct qcow2_op *op, uint64_t n, uint64_t *out,
 			 void (*step)(struct qcow2_op *op))
 {

@@ -288,7 +288,8 @@ static void alloc_cluster(struct qcow2_op *op)
 }
 
 /* A new L2 table for l1 index i, copied from a shared one if there is. */
-static int new_l2(struct qcow2_op *op, uint64_t i, const void *old)
+static int new_l2(struct qcow2_op *op, uint64_t i, const void *old,
+		  void (*step)(struct qcow2_op *op))
 {
 	struct td_image *img = op->img;
 	struct qcow2_priv *p = img->priv;
@@ -296,7 +297,7 @@ static int new_l2(struct qcow2_op *op, uint64_t i, const void *old)
 	struct qcow2_centry *e;
 	int rc;
 
-	rc = qcow2_alloc_clusters(op, 1, &off, write_step);
+	rc = qcow2_alloc_clusters(op, 1, &off, step);
 	if (rc)
 		return rc;
 	e = qcow2_cache_new(&p->l2c, off);
@@ -324,6 +325,49 @@ static int new_l2(struct qcow2_op *op, uint64_t i, const void *old)
 			p->l1_dirty_hi = (uint32_t)i + 1;
 	}
 	return 0;
+}
+
+int qcow2_l2_writable(struct qcow2_op *op, void (*step)(struct qcow2_op *op),
+		      struct qcow2_centry **out)
+{
+	struct td_image *img = op->img;
+	struct qcow2_priv *p = img->priv;
+	uint32_t tbits = p->cluster_bits + p->l2_bits;
+	int rc;
+
+	for (;;) {
+		uint64_t l1i = op->pos >> tbits, l1e = p->l1[l1i];
+		uint64_t l2off = l1e & QCOW2_OFFSET_MASK;
+		struct qcow2_centry *e = NULL;
+		void *old = NULL;
+
+		if (l2off) {
+			rc = qcow2_check_offset(img, l2off, "L2 table",
+						op->pos);
+			if (!rc)
+				rc = qcow2_cache_get(&p->l2c, l2off, &op->w,
+						     &e);
+			if (rc == 1)
+				qcow2_op_wait(op, step);
+			if (rc)
+				return rc;
+			if (l1e & QCOW2_OFLAG_COPIED) {
+				op->l2_off = l2off;
+				*out = e;
+				return 0;
+			}
+			/* the cache may evict e while the new one is added */
+			old = td_buf_get(p->cluster_size);
+			if (!old)
+				return -ENOMEM;
+			memcpy(old, e->buf, p->cluster_size);
+		}
+		rc = new_l2(op, l1i, old, step);
+		if (old)
+			td_buf_put(old, p->cluster_size);
+		if (rc)
+			return rc;
+	}
 }
 
 /* ---- zeroes and discard, on one cluster ---- */
@@ -414,58 +458,25 @@ static void write_step(struct qcow2_op *op)
 {
 	struct td_image *img = op->img;
 	struct qcow2_priv *p = img->priv;
-	uint32_t tbits = p->cluster_bits + p->l2_bits;
 	int rc;
 
 	op->walking = false;
 	while (op->pos < op->end) {
-		uint64_t l1i = op->pos >> tbits, l1e = p->l1[l1i];
-		uint64_t l2off = l1e & QCOW2_OFFSET_MASK, idx, entry, bitmap;
+		uint64_t idx, entry, bitmap;
 		uint64_t in = op->pos & (p->cluster_size - 1);
 		uint64_t n = p->cluster_size - in;
-		struct qcow2_centry *e = NULL;
+		struct qcow2_centry *e;
 
 		if (n > op->end - op->pos)
 			n = op->end - op->pos;
-		if (l2off) {
-			rc = qcow2_check_offset(img, l2off, "L2 table",
-						op->pos);
-			if (!rc)
-				rc = qcow2_cache_get(&p->l2c, l2off, &op->w,
-						     &e);
-			if (rc == 1) {
-				qcow2_op_wait(op, write_step);
-				return;
-			}
-			if (rc < 0) {
-				fail(op, rc);
-				return;
-			}
-		}
-		if (!l2off || !(l1e & QCOW2_OFLAG_COPIED)) {
-			void *old = NULL;
-
-			if (e) {
-				old = td_buf_get(p->cluster_size);
-				if (!old) {
-					fail(op, -ENOMEM);
-					return;
-				}
-				memcpy(old, e->buf, p->cluster_size);
-			}
-			rc = new_l2(op, l1i, old);
-			if (old)
-				td_buf_put(old, p->cluster_size);
-			if (rc == 1)
-				return;
-			if (rc < 0) {
-				fail(op, rc);
-				return;
-			}
-			continue;
+		rc = qcow2_l2_writable(op, write_step, &e);
+		if (rc == 1)
+			return;
+		if (rc < 0) {
+			fail(op, rc);
+			return;
 		}
 		idx = l2_index(p, op->pos);
-		op->l2_off = l2off;
 		if (op->req && (op->req->op == TD_OP_DISCARD ||
 				op->req->op == TD_OP_WRITE_ZEROES)) {
 			rc = zero_cluster(op, e, idx, in, n);

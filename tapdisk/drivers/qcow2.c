@@ -226,6 +226,9 @@ static void qcow2_release(struct qcow2_priv *p)
 	if (p->zbuf)
 		td_buf_put(p->zbuf, p->cluster_size);
 	p->zbuf = NULL;
+	if (p->cbuf)
+		td_buf_put(p->cbuf, 2 * p->cluster_size);
+	p->cbuf = NULL;
 	free(p->frees);
 	free(p->incq);
 	free(p->l1);
