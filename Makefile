@@ -26,7 +26,7 @@ OPT ?= -O2
 endif
 
 CC ?= gcc
-PKGS := liburing json-c zlib libzstd
+PKGS := liburing json-c zlib libzstd fuse3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt -pthread -lcrypto
 
@@ -35,19 +35,23 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
 	$(SAN_FLAGS) $(PKG_CFLAGS)
-CPPFLAGS += -Itapdisk -Iblktap/nbd -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
 LDFLAGS += $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS)
 
 TD_SRCS := $(filter-out tapdisk/main.c,$(wildcard tapdisk/*.c tapdisk/drivers/*.c))
 NBD_SRCS := $(wildcard blktap/nbd/*.c)
+FUSE_SRCS := $(wildcard blktap/fuse/*.c)
 TD_LIB := $(BUILD)/libtapdisk.a
 NBD_LIB := $(BUILD)/libblktap-nbd.a
+FUSE_LIB := $(BUILD)/libblktap-fuse.a
 
-UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c)
+UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c \
+	blktap/fuse/tests/test-*.c)
 
 UNIT_BINS := $(patsubst tapdisk/tests/%.c,$(BUILD)/tests/tapdisk/%,$(filter tapdisk/%,$(UNIT_SRCS))) \
-	$(patsubst blktap/nbd/tests/%.c,$(BUILD)/tests/nbd/%,$(filter blktap/%,$(UNIT_SRCS)))
+	$(patsubst blktap/nbd/tests/%.c,$(BUILD)/tests/nbd/%,$(filter blktap/nbd/%,$(UNIT_SRCS))) \
+	$(patsubst blktap/fuse/tests/%.c,$(BUILD)/tests/fuse/%,$(filter blktap/fuse/%,$(UNIT_SRCS)))
 
 # tools: tap-img from tapdisk/tools/img/*.c; each classic tool from
 # tapdisk/tools/NAME.c; both over the shared tapdisk/tools/lib/*.c
@@ -78,7 +82,11 @@ $(NBD_LIB): $(call obj,$(NBD_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(TD_LIB)
+$(FUSE_LIB): $(call obj,$(FUSE_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(FUSE_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TOOL_LIB): $(call obj,$(TOOLLIB_SRCS))
@@ -95,6 +103,9 @@ $(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TOOL_LIB) $
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tests/nbd/test-%: $(BUILD)/obj/blktap/nbd/tests/test-%.o $(NBD_LIB) $(TD_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/fuse/test-%: $(BUILD)/obj/blktap/fuse/tests/test-%.o $(FUSE_LIB) $(TD_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -122,9 +133,9 @@ install: all
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 
 format:
-	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(UNIT_SRCS) \
+	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UNIT_SRCS) \
 		$(TOOLLIB_SRCS) $(IMG_SRCS) $(CLASSIC_SRCS) \
-		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h \
+		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h blktap/fuse/*.h \
 			tapdisk/tools/lib/*.h)
 
 clean:

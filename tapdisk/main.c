@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "control.h"
+#include "fuse-export.h"
 #include "image.h"
 #include "io.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct tapdisk {
 	struct td_control_call *pause_call;
 	const char *nbd_addrs[TD_MAX_EXPORTS];
 	int n_nbd;
+	const char *fuse_path;
 	const char *export_name;
 	const char *control_path;
 	bool readonly;
@@ -54,6 +56,7 @@ struct tapdisk {
 	struct td_image *chain;
 	struct td_vbd *vbd;
 	struct nbd_server *nbd[TD_MAX_EXPORTS];
+	struct fuse_export *fuse;
 	struct td_control *control;
 	struct td_watch *sigwatch;
 	int sigfd;
@@ -82,6 +85,9 @@ static void usage(FILE *f)
 		"                          (HOST defaults to 127.0.0.1; "
 		"repeatable)\n"
 		"  -e, --export-name NAME  NBD export name (default \"\")\n"
+		"  -f, --fuse FILE         the disk as FILE, a regular file "
+		"(FUSE;\n"
+		"                          created if missing; for losetup)\n"
 		"  -r, --readonly          refuse writes\n"
 		"  -i, --io-engine ENGINE  io_uring, libaio or auto (default)\n"
 		"  -c, --control PATH      control socket (JSON requests)\n"
@@ -107,6 +113,7 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "nbd", required_argument, NULL, 'n' },
 		{ "export-name", required_argument, NULL, 'e' },
+		{ "fuse", required_argument, NULL, 'f' },
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "io-engine", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'c' },
@@ -123,8 +130,8 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 	long n;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:e:ri:c:q:p:dvhV", opts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, "n:e:f:ri:c:q:p:dvhV", opts,
+				NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (td->n_nbd == TD_MAX_EXPORTS) {
@@ -136,6 +143,14 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 			break;
 		case 'e':
 			td->export_name = optarg;
+			break;
+		case 'f':
+			if (td->fuse_path) {
+				fprintf(stderr,
+					"tapdisk: at most one --fuse\n");
+				return 2;
+			}
+			td->fuse_path = optarg;
 			break;
 		case 'r':
 			td->readonly = true;
@@ -264,9 +279,11 @@ static void td_begin_shutdown(struct tapdisk *td, const char *why)
 	td_info("%s: finishing in-flight requests and shutting down", why);
 	/* paused, nothing can complete what waits: the clients get errors */
 	td_vbd_abort_queued(td->vbd, -ESHUTDOWN);
-	td->servers_open = td->n_nbd + 1;
+	td->servers_open = td->n_nbd + 1 + (td->fuse != NULL);
 	for (i = 0; i < td->n_nbd; i++)
 		nbd_server_shutdown(td->nbd[i], td_server_closed, td);
+	if (td->fuse)
+		fuse_export_shutdown(td->fuse, td_server_closed, td);
 	td_server_closed(td->loop, td);
 }
 
@@ -334,6 +351,10 @@ static int ctl_info(struct json_object *req, struct json_object *reply,
 	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
 	json_object_object_add(reply, "chain", chain);
 	json_object_object_add(reply, "nbd", exports);
+	json_object_object_add(
+		reply, "fuse",
+		td->fuse ? json_object_new_string(fuse_export_path(td->fuse)) :
+			   NULL);
 	return 0;
 }
 
@@ -520,6 +541,14 @@ static int td_start(struct tapdisk *td)
 		if (!td->nbd[i])
 			return -errno;
 	}
+	if (td->fuse_path) {
+		struct fuse_export_opts fopts = { .readonly = td->readonly };
+
+		td->fuse = fuse_export_new(td->loop, td->vbd, td->fuse_path,
+					   &fopts);
+		if (!td->fuse)
+			return -errno;
+	}
 	if (td->control_path) {
 		td->control = td_control_new(td->loop, td->control_path);
 		if (!td->control)
@@ -546,6 +575,7 @@ static void td_cleanup(struct tapdisk *td)
 	for (i = 0; i < td->n_nbd; i++)
 		if (td->nbd[i])
 			nbd_server_free(td->nbd[i]);
+	fuse_export_free(td->fuse);
 	if (td->vbd)
 		td_vbd_free(td->vbd);
 	td_image_close_chain(td->chain);
@@ -576,8 +606,8 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	td_log_open("tapdisk", !td.use_syslog, td.log_level);
-	if (td.n_nbd == 0 && !td.control_path)
-		td_warn("%s: no --nbd export and no --control socket: "
+	if (td.n_nbd == 0 && !td.fuse_path && !td.control_path)
+		td_warn("%s: no --nbd or --fuse export and no --control socket: "
 			"nothing can reach this disk",
 			td.image_name);
 	if (td.daemonize && (rc = td_daemonize(&td))) {
