@@ -11,6 +11,7 @@ SBINDIR ?= $(PREFIX)/sbin
 BINDIR ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 
 SANITIZE ?= 0
@@ -62,7 +63,13 @@ CLASSIC_SRCS := $(wildcard tapdisk/tools/*.c)
 CLASSIC_PROGS := $(patsubst tapdisk/tools/%.c,$(BUILD)/%,$(CLASSIC_SRCS))
 TOOL_PROGS := $(if $(IMG_SRCS),$(BUILD)/tap-img) $(CLASSIC_PROGS)
 
-PROGS := $(BUILD)/tapdisk $(TOOL_PROGS)
+# the control plane: the blktapctrl daemon and its client tap-ctl
+CTL_COMMON_SRCS := blktapctrl/client.c
+CTLD_SRCS := blktapctrl/daemon.c blktapctrl/disks.c blktapctrl/spawn.c \
+	blktapctrl/proto.c $(CTL_COMMON_SRCS)
+CTL_PROGS := $(BUILD)/blktapctrl $(BUILD)/tap-ctl
+
+PROGS := $(BUILD)/tapdisk $(TOOL_PROGS) $(CTL_PROGS)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -99,6 +106,12 @@ $(BUILD)/tap-img: $(call obj,$(IMG_SRCS)) $(TOOL_LIB) $(TD_LIB)
 $(CLASSIC_PROGS): $(BUILD)/%: $(BUILD)/obj/tapdisk/tools/%.o $(TOOL_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS)) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tap-ctl: $(call obj,blktapctrl/tap-ctl.c $(CTL_COMMON_SRCS)) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TOOL_LIB) $(TD_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -129,12 +142,17 @@ install: all
 		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/tapdisk $(DESTDIR)$(LIBEXECDIR)/blktap/tapdisk
 	ln -sf $(LIBEXECDIR)/blktap/tapdisk $(DESTDIR)$(SBINDIR)/tapdisk
-	$(foreach p,$(TOOL_PROGS),install -m 0755 $(p) $(DESTDIR)$(SBINDIR)/;)
+	$(foreach p,$(TOOL_PROGS) $(CTL_PROGS),install -m 0755 $(p) $(DESTDIR)$(SBINDIR)/;)
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|/usr/sbin/|$(SBINDIR)/|g' systemd/blktapctrl.service \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 
 format:
 	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UNIT_SRCS) \
 		$(TOOLLIB_SRCS) $(IMG_SRCS) $(CLASSIC_SRCS) \
+		$(wildcard blktapctrl/*.c blktapctrl/*.h blktapctrl/tests/*.c) \
 		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h blktap/fuse/*.h \
 			tapdisk/tools/lib/*.h)
 

@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * blktapctrl: start, supervise and stop tapdisks on request.
+ *
+ * The daemon holds no state a restart would lose: every disk has a state
+ * file in the run directory, and a new daemon re-adopts the tapdisks the
+ * old one left. That is also why SIGTERM leaves the tapdisks running: a
+ * daemon upgrade must not take the guests' disks away.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blktapctrl.h"
+#include "log.h"
+
+#define CTL_VERSION "0.1.0"
+#define CTL_RUN_DIR "/run/blktap"
+#define CTL_TAPDISK TD_LIBEXECDIR "/blktap/tapdisk"
+
+struct ctl_opts {
+	bool foreground;
+	int log_level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: blktapctrl [OPTIONS]\n"
+		"Start, supervise and stop tapdisks on request of tap-ctl.\n"
+		"\n"
+		"Options:\n"
+		"  -F, --foreground    stay in the foreground, log to stderr\n"
+		"  -r, --run-dir DIR   sockets and state files (default "
+		"%s)\n"
+		"  -t, --tapdisk PATH  the tapdisk to run (default %s)\n"
+		"  -s, --stop-disks    on SIGTERM, stop every tapdisk too\n"
+		"                      (by default they keep serving)\n"
+		"  -v, --verbose       debug messages\n"
+		"  -h, --help          this help\n"
+		"  -V, --version       print the version\n"
+		"\n"
+		"The control socket is RUN-DIR/ctl.sock. See blktapctrl(8).\n",
+		CTL_RUN_DIR, CTL_TAPDISK);
+}
+
+static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
+		      char **argv)
+{
+	static const struct option opts[] = {
+		{ "foreground", no_argument, NULL, 'F' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "tapdisk", required_argument, NULL, 't' },
+		{ "stop-disks", no_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "Fr:t:svhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'F':
+			o->foreground = true;
+			break;
+		case 'r':
+			d->run_dir = optarg;
+			break;
+		case 't':
+			d->tapdisk = optarg;
+			break;
+		case 's':
+			d->stop_disks = true;
+			break;
+		case 'v':
+			o->log_level = LOG_DEBUG;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		case 'V':
+			printf("blktapctrl %s\n", CTL_VERSION);
+			return -1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "blktapctrl: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/*
+ * Fork before the loop exists (epoll does not survive a fork well); the
+ * parent exits once the child listens, so that when blktapctrl returns,
+ * tap-ctl works. Returns the pipe to report readiness on.
+ */
+static int ctl_daemonize(void)
+{
+	char status = 1;
+	int p[2], fd;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1;
+		_exit(status);
+	}
+	close(p[0]);
+	setsid();
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	return p[1];
+}
+
+static void ctl_ready(int fd, char status)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, &status, 1) != 1)
+		td_warn("cannot report readiness: %s", strerror(errno));
+	close(fd);
+}
+
+static void ctl_signal(struct td_watch *w, int fd, uint32_t events, void *data)
+{
+	struct ctl_daemon *d = data;
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		td_info("%s: stopping", strsignal(si.ssi_signo));
+		td_loop_stop(d->loop);
+	}
+}
+
+static int ctl_setup_signals(struct ctl_daemon *d, int *sigfd,
+			     struct td_watch **watch)
+{
+	sigset_t set;
+
+	/* a client that hangs up early must not kill the daemon */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	*sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sigfd < 0)
+		return -errno;
+	*watch = td_watch_add(d->loop, *sigfd, EPOLLIN, ctl_signal, d);
+	return *watch ? 0 : -errno;
+}
+
+static void ctl_shutdown(struct ctl_daemon *d)
+{
+	struct disk *disk;
+	int minor, left = 0;
+	char path[4096];
+
+	for (minor = 0; minor < DISK_MAX_MINORS; minor++) {
+		disk = d->disks[minor];
+		if (!disk)
+			continue;
+		if (d->stop_disks) {
+			disk_stop(disk);
+			disk_remove_state(disk);
+			if (!disk_path(disk, "tapdisk-%d.log", path,
+				       sizeof(path)))
+				unlink(path);
+		} else {
+			left += disk->pid != 0;
+			disk_release(disk);
+		}
+		disk_free(disk);
+	}
+	if (left)
+		td_info("exiting; %d tapdisk%s left serving for the next "
+			"blktapctrl to adopt",
+			left, left == 1 ? "" : "s");
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl_daemon d = {
+		.run_dir = CTL_RUN_DIR,
+		.tapdisk = CTL_TAPDISK,
+	};
+	struct ctl_opts o = { .log_level = LOG_INFO };
+	struct ctl_server *server = NULL;
+	struct td_watch *sigwatch = NULL;
+	int rc, ready = -1, sigfd = -1, minor, status = 1;
+	char path[4096];
+
+	rc = parse_args(&d, &o, argc, argv);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	td_log_open("blktapctrl", o.foreground, o.log_level);
+	if (!o.foreground)
+		openlog("blktapctrl", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	if (access(d.tapdisk, X_OK))
+		td_warn("%s: %s: creating disks will fail", d.tapdisk,
+			strerror(errno));
+	if (mkdir(d.run_dir, 0700) && errno != EEXIST) {
+		td_err("%s: %s", d.run_dir, strerror(errno));
+		return 1;
+	}
+	if (snprintf(path, sizeof(path), "%s/ctl.sock", d.run_dir) >=
+	    (int)sizeof(path)) {
+		td_err("%s: path too long", d.run_dir);
+		return 1;
+	}
+	if (!o.foreground) {
+		ready = ctl_daemonize();
+		if (ready < 0) {
+			td_err("cannot detach: %s", strerror(-ready));
+			return 1;
+		}
+	}
+	d.loop = td_loop_new();
+	if (!d.loop) {
+		td_err("event loop: %s", strerror(errno));
+		goto out;
+	}
+	rc = ctl_setup_signals(&d, &sigfd, &sigwatch);
+	if (rc) {
+		td_err("signals: %s", strerror(-rc));
+		goto out;
+	}
+	/* listen first: a second daemon must fail before it adopts anything */
+	server = ctl_server_new(&d, path);
+	if (!server)
+		goto out;
+	rc = disk_load_all(&d);
+	if (rc) {
+		td_err("%s: %s", d.run_dir, strerror(-rc));
+		goto out;
+	}
+	for (minor = 0; minor < DISK_MAX_MINORS; minor++)
+		if (d.disks[minor])
+			disk_adopt(d.disks[minor]);
+	td_info("listening on %s, tapdisk %s", path, d.tapdisk);
+	ctl_ready(ready, 0);
+	ready = -1;
+	rc = td_loop_run(d.loop);
+	if (rc)
+		td_err("event loop failed: %s", strerror(-rc));
+	else
+		status = 0;
+out:
+	ctl_ready(ready, 1);
+	/* stop accepting before letting the disks go */
+	ctl_server_free(server);
+	if (d.loop)
+		ctl_shutdown(&d);
+	if (sigwatch)
+		td_watch_remove(sigwatch);
+	if (sigfd >= 0)
+		close(sigfd);
+	if (d.loop)
+		td_loop_free(d.loop);
+	return status;
+}

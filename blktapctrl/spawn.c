@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Starting, watching and stopping the tapdisk processes.
+ *
+ * Each tapdisk is exec'd from the configured path (by default
+ * LIBEXECDIR/blktap/tapdisk, which an admin may replace by a wrapper that
+ * runs it under valgrind) in its own session, so that neither a terminal's
+ * signals nor the daemon's own exit take it down. A pidfd tells the loop
+ * the moment it exits; pidfds work for tapdisks re-adopted after a daemon
+ * restart too, which are not our children.
+ *
+ * A tapdisk's stderr is a FIFO in the run directory rather than a pipe:
+ * a restarted daemon opens the FIFO again and goes on relaying its
+ * messages, where a pipe would have died with the old daemon. The write
+ * end is non-blocking, so a daemon that is slow to read costs tapdisk a
+ * log line, never a stall.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "blktapctrl.h"
+#include "client.h"
+#include "log.h"
+
+/* Field 22 of /proc/PID/stat: tells a pid from a later one of that number. */
+unsigned long long disk_proc_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* the command name may hold spaces and parentheses: skip past it */
+	p = strrchr(buf, ')');
+	for (i = 2; p && i < 22; i++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		sscanf(p + 1, "%llu", &start);
+	return start;
+}
+
+static void disk_log_line(struct disk *disk, char *line)
+{
+	const char *e;
+
+	if (!*line)
+		return;
+	td_info("disk %d (%s): %s", disk->minor, disk->image, line);
+	/* what tapdisk said last as an error is what a failed create shows */
+	e = strstr(line, ": error: ");
+	if (e)
+		snprintf(disk->last_error, sizeof(disk->last_error), "%s",
+			 e + 9);
+}
+
+static void disk_log_drain(struct disk *disk)
+{
+	char *nl;
+	ssize_t n;
+
+	while (disk->log_fd >= 0) {
+		n = read(disk->log_fd, disk->log_buf + disk->log_len,
+			 sizeof(disk->log_buf) - 1 - disk->log_len);
+		if (n <= 0)
+			return;
+		disk->log_len += n;
+		disk->log_buf[disk->log_len] = '\0';
+		while ((nl = strchr(disk->log_buf, '\n'))) {
+			*nl = '\0';
+			disk_log_line(disk, disk->log_buf);
+			disk->log_len -= nl + 1 - disk->log_buf;
+			memmove(disk->log_buf, nl + 1, disk->log_len + 1);
+		}
+		/* a line longer than the buffer goes out in pieces */
+		if (disk->log_len == sizeof(disk->log_buf) - 1) {
+			disk_log_line(disk, disk->log_buf);
+			disk->log_len = 0;
+		}
+	}
+}
+
+static void disk_log_close(struct disk *disk)
+{
+	disk_log_drain(disk);
+	if (disk->log_len) {
+		disk->log_buf[disk->log_len] = '\0';
+		disk_log_line(disk, disk->log_buf);
+		disk->log_len = 0;
+	}
+	if (disk->log_watch)
+		td_watch_remove(disk->log_watch);
+	disk->log_watch = NULL;
+	if (disk->log_fd >= 0)
+		close(disk->log_fd);
+	disk->log_fd = -1;
+}
+
+static void disk_log_event(struct td_watch *w, int fd, uint32_t events,
+			   void *data)
+{
+	struct disk *disk = data;
+
+	disk_log_drain(disk);
+	/* the writer is gone: stop watching, or the hangup would spin */
+	if (events & EPOLLHUP)
+		disk_log_close(disk);
+}
+
+static int disk_log_open(struct disk *disk)
+{
+	char path[4096];
+	int rc;
+
+	if (disk->log_fd >= 0)
+		return 0;
+	rc = disk_path(disk, "tapdisk-%d.log", path, sizeof(path));
+	if (rc)
+		return rc;
+	if (mkfifo(path, 0600) && errno != EEXIST)
+		return -errno;
+	disk->log_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (disk->log_fd < 0)
+		return -errno;
+	disk->log_watch = td_watch_add(disk->d->loop, disk->log_fd, EPOLLIN,
+				       disk_log_event, disk);
+	if (!disk->log_watch) {
+		rc = -errno;
+		close(disk->log_fd);
+		disk->log_fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+static void disk_describe_status(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d",
+			 WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)%s",
+			 WTERMSIG(status), strsignal(WTERMSIG(status)),
+			 WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, len, "ended with wait status %#x", status);
+}
+
+/*
+ * The tapdisk is gone (its pidfd is readable): collect what there is to
+ * know. *clean is true for exit status 0, which only a deliberate SIGTERM
+ * brings about. An adopted tapdisk's status belongs to init: unknown.
+ */
+static void disk_reap(struct disk *disk, char *why, size_t len, bool *clean)
+{
+	int status;
+
+	*clean = false;
+	if (disk->child && waitpid(disk->pid, &status, 0) == disk->pid) {
+		disk_describe_status(status, why, len);
+		*clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	} else {
+		snprintf(why, len,
+			 "exited (adopted from an earlier blktapctrl, so its "
+			 "exit status is unknown)");
+	}
+	if (disk->pid_watch)
+		td_watch_remove(disk->pid_watch);
+	disk->pid_watch = NULL;
+	close(disk->pidfd);
+	disk->pidfd = -1;
+	disk->pid = 0;
+	disk->pid_start = 0;
+	disk_log_close(disk);
+}
+
+static void disk_restart_timer(struct td_loop *loop, void *data);
+
+/* The tapdisk is down: restart it, or record why it stays down. */
+static void disk_down(struct disk *disk, const char *why, bool clean)
+{
+	uint64_t now = td_now_ns();
+	uint64_t oldest = disk->restart_ns[disk->restarts % DISK_RESTART_BURST];
+	uint64_t last = disk->restarts ? disk->restart_ns[(disk->restarts - 1) %
+							  DISK_RESTART_BURST] :
+					 0;
+	long t;
+
+	if (clean || disk->restart != DISK_RESTART_ON_FAILURE) {
+		disk->state = clean ? DISK_EXITED : DISK_FAILED;
+		snprintf(disk->reason, sizeof(disk->reason), "%s", why);
+	} else if (disk->restarts >= DISK_RESTART_BURST && oldest &&
+		   now - oldest < DISK_RESTART_WINDOW_NS) {
+		disk->state = DISK_FAILED;
+		snprintf(disk->reason, sizeof(disk->reason),
+			 "left down after %d restarts within %llu s; last: %s",
+			 DISK_RESTART_BURST,
+			 DISK_RESTART_WINDOW_NS / 1000000000ull, why);
+		td_err("disk %d (%s): %s", disk->minor, disk->image,
+		       disk->reason);
+	} else {
+		/*
+		 * At once the first time; a disk that failed again within a
+		 * second waits a second, so a hopeless one does not spin.
+		 */
+		t = td_timer_add(disk->d->loop,
+				 last && now - last < 1000000000ull ? 1000 : 0,
+				 disk_restart_timer, disk);
+		if (t < 0) {
+			disk->state = DISK_FAILED;
+			snprintf(disk->reason, sizeof(disk->reason),
+				 "%s; cannot schedule a restart: %s", why,
+				 strerror((int)-t));
+		} else {
+			disk->restart_timer = t;
+			disk->state = DISK_RESTARTING;
+			snprintf(disk->reason, sizeof(disk->reason), "%s", why);
+		}
+	}
+	disk_save(disk);
+}
+
+static void disk_restart_timer(struct td_loop *loop, void *data)
+{
+	struct disk *disk = data;
+	char err[512];
+
+	disk->restart_timer = 0;
+	disk->restart_ns[disk->restarts % DISK_RESTART_BURST] = td_now_ns();
+	disk->restarts++;
+	td_info("disk %d (%s): restarting its tapdisk (restart %u)",
+		disk->minor, disk->image, disk->restarts);
+	if (disk_spawn(disk, err, sizeof(err))) {
+		td_err("disk %d (%s): restart failed: %s", disk->minor,
+		       disk->image, err);
+		disk_down(disk, err, false);
+	}
+}
+
+static void disk_pid_event(struct td_watch *w, int fd, uint32_t events,
+			   void *data)
+{
+	struct disk *disk = data;
+	pid_t pid = disk->pid;
+	char why[256];
+	bool clean;
+
+	disk_reap(disk, why, sizeof(why), &clean);
+	if (clean)
+		td_info("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
+			(int)pid, why);
+	else
+		td_err("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
+		       (int)pid, why);
+	disk_down(disk, why, clean);
+}
+
+static int disk_watch_pid(struct disk *disk)
+{
+	disk->pid_watch = td_watch_add(disk->d->loop, disk->pidfd, EPOLLIN,
+				       disk_pid_event, disk);
+	return disk->pid_watch ? 0 : -errno;
+}
+
+/* In the child, between fork and exec: async-signal-safe calls only. */
+static void disk_exec(const char *log_path, const char *tapdisk,
+		      char *const argv[])
+{
+	static const char msg[] = "blktapctrl: cannot exec tapdisk\n";
+	sigset_t none;
+	int fd;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setsid();
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0 && fd != 0) {
+		dup2(fd, 0);
+		close(fd);
+	}
+	fd = open(log_path, O_WRONLY | O_NONBLOCK);
+	if (fd < 0)
+		fd = open("/dev/null", O_WRONLY);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	execv(tapdisk, argv);
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* Kill a tapdisk that failed to come up and forget it. */
+static void disk_abort_start(struct disk *disk)
+{
+	bool clean;
+	char why[256];
+
+	pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
+	disk_reap(disk, why, sizeof(why), &clean);
+}
+
+/* Poll its control socket until it answers info, or it dies, or time out. */
+static int disk_wait_ready(struct disk *disk, const char *ctl, char *err,
+			   size_t errlen)
+{
+	uint64_t deadline = td_now_ns() + DISK_START_MS * 1000000ull;
+	struct pollfd p = { .fd = disk->pidfd, .events = POLLIN };
+	struct json_object *reply, *v;
+	int rc, wait_ms = 1;
+	char why[256];
+	bool clean;
+
+	for (;;) {
+		disk_log_drain(disk);
+		if (poll(&p, 1, wait_ms) > 0) {
+			disk_reap(disk, why, sizeof(why), &clean);
+			snprintf(err, errlen, "tapdisk %s before serving%s%s",
+				 why, disk->last_error[0] ? ": " : "",
+				 disk->last_error);
+			return -EIO;
+		}
+		if (wait_ms < 20)
+			wait_ms *= 2;
+		rc = ctl_call(ctl, ctl_request("info"), DISK_CALL_MS, &reply);
+		if (rc == -ENOENT || rc == -ECONNREFUSED) {
+			if (td_now_ns() < deadline)
+				continue;
+			snprintf(err, errlen,
+				 "tapdisk did not answer on %s within %d s",
+				 ctl, DISK_START_MS / 1000);
+			rc = -ETIMEDOUT;
+		} else if (rc) {
+			snprintf(err, errlen, "tapdisk control socket %s: %s",
+				 ctl, strerror(-rc));
+		} else if (!ctl_reply_ok(reply)) {
+			snprintf(err, errlen, "tapdisk info: %s",
+				 ctl_reply_error(reply));
+			rc = -EPROTO;
+		} else if (json_object_object_get_ex(reply, "image", &v)) {
+			free(disk->opened);
+			disk->opened = strdup(json_object_get_string(v));
+		}
+		json_object_put(reply);
+		if (rc)
+			disk_abort_start(disk);
+		return rc;
+	}
+}
+
+int disk_spawn(struct disk *disk, char *err, size_t errlen)
+{
+	char ctl[4096], log_path[4096];
+	char *argv[8 + 2 * DISK_MAX_EXPORTS];
+	struct json_object *reply;
+	int argc = 0, i, rc;
+	pid_t pid;
+
+	if (disk_path(disk, "tapdisk-%d.sock", ctl, sizeof(ctl)) ||
+	    disk_path(disk, "tapdisk-%d.log", log_path, sizeof(log_path))) {
+		snprintf(err, errlen, "run directory path too long");
+		return -ENAMETOOLONG;
+	}
+	argv[argc++] = (char *)disk->d->tapdisk;
+	argv[argc++] = "--control";
+	argv[argc++] = ctl;
+	for (i = 0; i < disk->n_nbd; i++) {
+		argv[argc++] = "--nbd";
+		argv[argc++] = disk->nbd[i];
+	}
+	if (disk->fuse) {
+		argv[argc++] = "--fuse";
+		argv[argc++] = disk->fuse;
+	}
+	if (disk->readonly)
+		argv[argc++] = "--readonly";
+	argv[argc++] = "--";
+	argv[argc++] = disk->image;
+	argv[argc] = NULL;
+
+	rc = disk_log_open(disk);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", log_path, strerror(-rc));
+		return rc;
+	}
+	disk->last_error[0] = '\0';
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fork: %s", strerror(-rc));
+		return rc;
+	}
+	if (pid == 0)
+		disk_exec(log_path, disk->d->tapdisk, argv);
+	disk->pid = pid;
+	disk->child = true;
+	disk->pid_start = disk_proc_start(pid);
+	disk->pidfd = pidfd_open(pid, 0);
+	if (disk->pidfd < 0) {
+		rc = -errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		disk->pid = 0;
+		snprintf(err, errlen, "pidfd_open: %s", strerror(-rc));
+		return rc;
+	}
+	rc = disk_wait_ready(disk, ctl, err, errlen);
+	if (rc)
+		return rc;
+	rc = disk_watch_pid(disk);
+	if (rc) {
+		snprintf(err, errlen, "cannot watch tapdisk: %s",
+			 strerror(-rc));
+		disk_abort_start(disk);
+		return rc;
+	}
+	disk->started = time(NULL);
+	disk->state = DISK_RUNNING;
+	disk->reason[0] = '\0';
+	td_info("disk %d (%s): tapdisk %d serving, exports %s", disk->minor,
+		disk->image, (int)pid,
+		disk_exports_str(disk, log_path, sizeof(log_path)));
+	/* a disk that crashed while paused comes back paused */
+	if (disk->paused) {
+		rc = disk_call(disk, ctl_request("pause"), DISK_PAUSE_MS,
+			       &reply, err, errlen);
+		json_object_put(reply);
+		if (rc)
+			td_err("disk %d (%s): cannot pause it again: %s",
+			       disk->minor, disk->image, err);
+		else
+			disk->state = DISK_PAUSED;
+	}
+	disk_save(disk);
+	return 0;
+}
+
+/* SIGTERM (a clean shutdown flushes), then SIGKILL if it hangs. */
+int disk_stop(struct disk *disk)
+{
+	struct pollfd p = { .fd = disk->pidfd, .events = POLLIN };
+	char why[256], path[4096];
+	bool clean, killed = false;
+	pid_t pid = disk->pid;
+	int i;
+
+	if (disk->restart_timer)
+		td_timer_cancel(disk->d->loop, disk->restart_timer);
+	disk->restart_timer = 0;
+	if (!pid || disk->pidfd < 0)
+		return 0;
+	pidfd_send_signal(disk->pidfd, SIGTERM, NULL, 0);
+	if (poll(&p, 1, DISK_STOP_MS) <= 0) {
+		td_err("disk %d (%s): tapdisk %d still running %d s after "
+		       "SIGTERM: killing it",
+		       disk->minor, disk->image, (int)pid, DISK_STOP_MS / 1000);
+		pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
+		poll(&p, 1, DISK_STOP_MS);
+		killed = true;
+	}
+	disk_reap(disk, why, sizeof(why), &clean);
+	td_info("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
+		(int)pid, why);
+	/* a killed tapdisk leaves its sockets behind */
+	if (killed || !clean) {
+		if (!disk_path(disk, "tapdisk-%d.sock", path, sizeof(path)))
+			unlink(path);
+		for (i = 0; i < disk->n_nbd; i++)
+			if (!strncmp(disk->nbd[i], "unix:", 5))
+				unlink(disk->nbd[i] + 5);
+	}
+	if (!disk_path(disk, "tapdisk-%d.log", path, sizeof(path)))
+		unlink(path);
+	return clean ? 0 : -EIO;
+}
+
+/*
+ * A disk from a state file: take its tapdisk back if it is the same
+ * process (pid, start time) still serving the same image, restart it if
+ * it died and asked for that, and otherwise leave a reason in the table.
+ */
+void disk_adopt(struct disk *disk)
+{
+	struct json_object *reply = NULL, *v;
+	char why[1024], err[512];
+	pid_t pid = disk->pid;
+	int rc;
+
+	if (disk->state == DISK_FAILED || disk->state == DISK_EXITED) {
+		disk->pid = 0;
+		return;
+	}
+	disk->pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
+	if (disk->pidfd < 0 || disk_proc_start(pid) != disk->pid_start) {
+		snprintf(why, sizeof(why),
+			 "tapdisk %d died while blktapctrl was not running",
+			 (int)pid);
+		goto dead;
+	}
+	rc = disk_call(disk, ctl_request("info"), DISK_CALL_MS, &reply, err,
+		       sizeof(err));
+	if (rc) {
+		snprintf(why, sizeof(why),
+			 "tapdisk %d is running but not answering (%s): left "
+			 "alone",
+			 (int)pid, err);
+		goto foreign;
+	}
+	if (!json_object_object_get_ex(reply, "image", &v) || !disk->opened ||
+	    strcmp(json_object_get_string(v), disk->opened)) {
+		snprintf(why, sizeof(why),
+			 "tapdisk %d serves %s, not %s: left alone", (int)pid,
+			 v ? json_object_get_string(v) : "no image",
+			 disk->opened ? disk->opened : disk->image);
+		goto foreign;
+	}
+	disk->child = false;
+	disk->paused = json_object_object_get_ex(reply, "paused", &v) &&
+		       json_object_get_boolean(v);
+	json_object_put(reply);
+	disk->state = disk->paused ? DISK_PAUSED : DISK_RUNNING;
+	rc = disk_log_open(disk);
+	if (rc)
+		td_warn("disk %d (%s): its messages are lost: %s", disk->minor,
+			disk->image, strerror(-rc));
+	rc = disk_watch_pid(disk);
+	if (rc) {
+		snprintf(why, sizeof(why), "cannot watch tapdisk %d: %s",
+			 (int)pid, strerror(-rc));
+		goto foreign;
+	}
+	td_info("disk %d (%s): re-adopted tapdisk %d (%s)", disk->minor,
+		disk->image, (int)pid, disk_state_name(disk->state));
+	disk_save(disk);
+	return;
+foreign:
+	json_object_put(reply);
+	disk_log_close(disk);
+	close(disk->pidfd);
+	disk->pidfd = -1;
+	disk->pid = 0;
+	disk->state = DISK_FAILED;
+	snprintf(disk->reason, sizeof(disk->reason), "%s", why);
+	td_err("disk %d (%s): %s", disk->minor, disk->image, why);
+	disk_save(disk);
+	return;
+dead:
+	if (disk->pidfd >= 0)
+		close(disk->pidfd);
+	disk->pidfd = -1;
+	disk->pid = 0;
+	td_err("disk %d (%s): %s", disk->minor, disk->image, why);
+	disk_down(disk, why, false);
+}
+
+int disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
+	      struct json_object **reply, char *err, size_t errlen)
+{
+	struct json_object *v;
+	char ctl[4096];
+	int rc;
+
+	*reply = NULL;
+	if (!disk->pid) {
+		json_object_put(req);
+		snprintf(err, errlen, "disk %d (%s) is %s: %s", disk->minor,
+			 disk->image, disk_state_name(disk->state),
+			 disk->reason[0] ? disk->reason : "no tapdisk");
+		return -ESRCH;
+	}
+	rc = disk_path(disk, "tapdisk-%d.sock", ctl, sizeof(ctl));
+	if (rc)
+		json_object_put(req);
+	else
+		rc = ctl_call(ctl, req, timeout_ms, reply);
+	if (rc) {
+		snprintf(err, errlen, "disk %d (%s): tapdisk %d: %s",
+			 disk->minor, disk->image, (int)disk->pid,
+			 strerror(-rc));
+		return rc;
+	}
+	if (!ctl_reply_ok(*reply)) {
+		snprintf(err, errlen, "disk %d (%s): tapdisk: %s", disk->minor,
+			 disk->image, ctl_reply_error(*reply));
+		rc = json_object_object_get_ex(*reply, "errno", &v) ?
+			     -json_object_get_int(v) :
+			     -EIO;
+		json_object_put(*reply);
+		*reply = NULL;
+		return rc < 0 ? rc : -EIO;
+	}
+	return 0;
+}
+
+/* Let go of a tapdisk without stopping it: the daemon is exiting. */
+void disk_release(struct disk *disk)
+{
+	if (disk->restart_timer)
+		td_timer_cancel(disk->d->loop, disk->restart_timer);
+	disk->restart_timer = 0;
+	if (disk->pid_watch)
+		td_watch_remove(disk->pid_watch);
+	disk->pid_watch = NULL;
+	if (disk->pidfd >= 0)
+		close(disk->pidfd);
+	disk->pidfd = -1;
+	disk_log_close(disk);
+}
