@@ -234,6 +234,91 @@ static void test_rw(const char *kind, const char *opts)
 	free(b);
 }
 
+/*
+ * write_zeroes of parts of clusters over a backing file: the zeroes must be
+ * visible and the backing must show through only around them. A discard
+ * is a hint: it may leave the data as it was, or read zeroes where it
+ * covers whole clusters or subclusters, but never anything else.
+ */
+static void test_partial_zero(const char *kind, const char *opts)
+{
+	static const struct {
+		enum td_op op;
+		uint64_t off, len;
+	} ops[] = {
+		{ TD_OP_WRITE_ZEROES, 65536 + 4096, 8192 },
+		{ TD_OP_WRITE_ZEROES, 3 * 65536 - 4096, 8192 },
+		{ TD_OP_WRITE_ZEROES, 5 * 65536 + 2048, 2048 },
+		{ TD_OP_WRITE_ZEROES, 6 * 65536 + 512, 65536 + 1024 },
+		{ TD_OP_DISCARD, 9 * 65536 + 4096, 4096 },
+	};
+	char base[128], top[160], ref[160], name[200], cmd[600];
+	struct td_image *img = NULL;
+	unsigned char *want, *got;
+	const uint64_t size = 1 << 20;
+	size_t i;
+	int rc, fd;
+
+	snprintf(base, sizeof(base), "%s/pz-base.raw", dir);
+	snprintf(top, sizeof(top), "%s/pz-%s.qcow2", dir, kind);
+	snprintf(ref, sizeof(ref), "%s/pz-%s.raw", dir, kind);
+	sh("head -c 1048576 /dev/urandom > %s", base, "");
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f qcow2 -b pz-base.raw -F raw %s %s",
+		 opts, top);
+	is(system(cmd), 0, "%s: partial zeroes: qemu-img create", kind);
+	want = aligned_alloc(4096, size);
+	got = aligned_alloc(4096, size);
+	fd = open(base, O_RDONLY);
+	if (read(fd, want, size) != (ssize_t)size)
+		diag("short read of %s", base);
+	close(fd);
+	snprintf(name, sizeof(name), "qcow2:%s", top);
+	rc = td_image_open_chain(name, 0, loop, io, &img);
+	is(rc, 0, "%s: partial zeroes: opens with its backing file", kind);
+	if (rc)
+		goto out;
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		rc = do_req(img, ops[i].op, ops[i].off, ops[i].len, NULL);
+		is(rc, 0, "%s: %s of %llu at %llu", kind, td_op_name(ops[i].op),
+		   (unsigned long long)ops[i].len,
+		   (unsigned long long)ops[i].off);
+		if (ops[i].op == TD_OP_WRITE_ZEROES)
+			memset(want + ops[i].off, 0, ops[i].len);
+	}
+	is(do_req(img, TD_OP_READ, 0, size, got), 0, "%s: read back", kind);
+	/* where a discard covers whole (sub)clusters, zeroes are as good */
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (ops[i].op == TD_OP_DISCARD && !got[ops[i].off] &&
+		    !memcmp(got + ops[i].off, got + ops[i].off + 1,
+			    ops[i].len - 1))
+			memset(want + ops[i].off, 0, ops[i].len);
+	for (i = 0; i < size && !memcmp(want + i, got + i, 512); i += 512)
+		;
+	ok(i >= size, "%s: zeroes where written, the backing file around them",
+	   kind);
+	if (i < size)
+		diag("%s: first difference in the sector at %zu: %s", kind, i,
+		     got[i] ? "data" : "zeroes");
+	is(do_req(img, TD_OP_FLUSH, 0, 0, NULL), 0, "%s: flush", kind);
+	td_image_close_chain(img);
+	fd = open(ref, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) {
+		if (write(fd, want, size) != (ssize_t)size)
+			diag("short write of %s", ref);
+		close(fd);
+	}
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", top);
+	is(system(cmd), 0, "%s: partial zeroes: qemu-img check clean", kind);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img compare -q -f qcow2 -F raw %s %s", top, ref);
+	is(system(cmd), 0, "%s: partial zeroes: qemu-img compare to raw",
+	   kind);
+out:
+	free(want);
+	free(got);
+}
+
 int main(void)
 {
 	enum td_io_kind kinds[] = { TD_IO_URING, TD_IO_LIBAIO };
@@ -258,6 +343,10 @@ int main(void)
 		if (k == 0) {
 			test_malformed();
 			test_loop();
+			test_partial_zero("plain", "");
+			test_partial_zero("extl2", "-o extended_l2=on");
+			test_partial_zero("v2", "-o compat=0.10");
+			test_partial_zero("c4k", "-o cluster_size=4k");
 		}
 		test_rw("plain", "");
 		test_rw("zlib", "-c");
