@@ -130,6 +130,12 @@ static int ram_create(struct ram_priv *p, const char *path, uint64_t size)
 {
 	int err;
 
+	/*
+	 * Every opener holds a shared lock (see ram_close()); the creator
+	 * takes it before sizing, so a sized disk nobody locks is a dead
+	 * tapdisk's leftover (see ram_join()).
+	 */
+	flock(p->fd, LOCK_SH);
 	if (ftruncate(p->fd, (off_t)size) < 0) {
 		err = -errno;
 		td_err("ram:%s: cannot size it to %llu bytes: %s", path,
@@ -139,8 +145,6 @@ static int ram_create(struct ram_priv *p, const char *path, uint64_t size)
 		p->fd = -1;
 		return err;
 	}
-	/* every opener holds a shared lock: see ram_close() */
-	flock(p->fd, LOCK_SH);
 	p->size = size;
 	return 0;
 }
@@ -154,6 +158,22 @@ static int ram_join(struct ram_priv *p, const char *path, uint64_t want)
 	struct stat st;
 	int err;
 
+	/*
+	 * Nobody holds it: a creator that has not locked it yet (it is still
+	 * empty), or the leftover of a tapdisk killed without closing it,
+	 * which goes as it would have had it closed.
+	 */
+	if (!flock(p->fd, LOCK_EX | LOCK_NB)) {
+		if (!fstat(p->fd, &st) && st.st_size &&
+		    ram_still_linked(p->shm, p->fd)) {
+			td_warn("ram:%s: discarding %s, left by a tapdisk that "
+				"died",
+				path, p->shm);
+			shm_unlink(p->shm);
+		}
+		flock(p->fd, LOCK_UN);
+		return 1;
+	}
 	if (flock(p->fd, LOCK_SH) < 0 || fstat(p->fd, &st) < 0) {
 		err = -errno;
 		td_err("ram:%s: %s", path, strerror(-err));

@@ -85,8 +85,8 @@ int main(void)
 
 	loop = td_loop_new();
 	io = td_io_new(loop, TD_IO_AUTO, 64);
-	snprintf(path, sizeof(path), "%s/q.qcow2", dir);
-	write_file(path, qcow2, sizeof(qcow2));
+	snprintf(path, sizeof(path), "%s/d.vmdk", dir);
+	write_file(path, "KDMV", 4);
 	is(td_image_open_chain(path, 0, loop, io, &img), -ENOTSUP,
 	   "a format without a driver is refused");
 	unlink(path);
