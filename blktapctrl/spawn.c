@@ -514,7 +514,10 @@ void disk_adopt(struct disk *disk)
 		return;
 	}
 	disk->pidfd = pid > 0 ? pidfd_open(pid, 0) : -1;
-	if (disk->pidfd < 0 || disk_proc_start(pid) != disk->pid_start) {
+	/* a readable pidfd: exited, a zombie its new parent has not reaped */
+	if (disk->pidfd < 0 || disk_proc_start(pid) != disk->pid_start ||
+	    poll(&(struct pollfd){ .fd = disk->pidfd, .events = POLLIN }, 1,
+		 0) > 0) {
 		snprintf(why, sizeof(why),
 			 "tapdisk %d died while blktapctrl was not running",
 			 (int)pid);
