@@ -112,6 +112,16 @@ $(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS)) $(TD_LIB)
 $(BUILD)/tap-ctl: $(call obj,blktapctrl/tap-ctl.c $(CTL_COMMON_SRCS)) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# blktapctrl's unit tests link the daemon's modules but its main()
+CTL_UNIT_BINS := $(patsubst blktapctrl/tests/%.c,$(BUILD)/tests/blktapctrl/%,\
+	$(wildcard blktapctrl/tests/test-*.c))
+all: $(CTL_UNIT_BINS)
+$(BUILD)/obj/blktapctrl/tests/%.o: CPPFLAGS += -Iblktapctrl
+$(BUILD)/tests/blktapctrl/test-%: $(BUILD)/obj/blktapctrl/tests/test-%.o \
+		$(call obj,$(filter-out blktapctrl/daemon.c,$(CTLD_SRCS))) $(TD_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TOOL_LIB) $(TD_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
