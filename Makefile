@@ -2,6 +2,7 @@
 #   make                 build everything into $(BUILD)
 #   make check           the whole test suite (unit + system)
 #   make check-asan      the suite again, built with ASan+UBSan
+#   make check-host      the test host: suites in QEMU guests (ublk, Xen)
 #   make install DESTDIR=... PREFIX=...
 #   make bench           tapdisk vs qemu-nbd vs nbdkit, ratios in one run
 #   make clean
@@ -36,16 +37,18 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
 	$(SAN_FLAGS) $(PKG_CFLAGS)
-CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Iblktap/ublk -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
 LDFLAGS += $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS)
 
 TD_SRCS := $(filter-out tapdisk/main.c,$(wildcard tapdisk/*.c tapdisk/drivers/*.c))
 NBD_SRCS := $(wildcard blktap/nbd/*.c)
 FUSE_SRCS := $(wildcard blktap/fuse/*.c)
+UBLK_SRCS := $(wildcard blktap/ublk/*.c)
 TD_LIB := $(BUILD)/libtapdisk.a
 NBD_LIB := $(BUILD)/libblktap-nbd.a
 FUSE_LIB := $(BUILD)/libblktap-fuse.a
+UBLK_LIB := $(BUILD)/libblktap-ublk.a
 
 UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c \
 	blktap/fuse/tests/test-*.c)
@@ -73,7 +76,7 @@ PROGS := $(BUILD)/tapdisk $(TOOL_PROGS) $(CTL_PROGS)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all check check-unit check-system check-asan bench install clean format
+.PHONY: all check check-unit check-system check-asan check-host bench install clean format
 
 all: $(PROGS) $(UNIT_BINS)
 
@@ -93,7 +96,11 @@ $(FUSE_LIB): $(call obj,$(FUSE_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(FUSE_LIB) $(TD_LIB)
+$(UBLK_LIB): $(call obj,$(UBLK_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(FUSE_LIB) $(UBLK_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TOOL_LIB): $(call obj,$(TOOLLIB_SRCS))
@@ -144,6 +151,10 @@ check-system: all
 check-asan:
 	$(MAKE) SANITIZE=1 check
 
+# not part of check: it downloads a kernel and Xen and boots them in QEMU
+check-host: all
+	BUILD=$(BUILD) tests/testhost/run
+
 bench: all
 	BUILD=$(BUILD) bench/run
 
@@ -160,7 +171,7 @@ install: all
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 
 format:
-	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UNIT_SRCS) \
+	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UBLK_SRCS) $(UNIT_SRCS) \
 		$(TOOLLIB_SRCS) $(IMG_SRCS) $(CLASSIC_SRCS) \
 		$(wildcard blktapctrl/*.c blktapctrl/*.h blktapctrl/tests/*.c) \
 		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h blktap/fuse/*.h \

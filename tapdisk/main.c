@@ -22,6 +22,7 @@
 #include "log.h"
 #include "loop.h"
 #include "nbd.h"
+#include "ublk.h"
 #include "vbd.h"
 
 #define TD_VERSION "0.1.0"
@@ -41,6 +42,9 @@ struct tapdisk {
 	const char *nbd_addrs[TD_MAX_EXPORTS];
 	int n_nbd;
 	const char *fuse_path;
+	bool ublk_on;
+	int ublk_id; /* -1: the first free */
+	int ublk_recover; /* -1: add a device */
 	const char *export_name;
 	const char *control_path;
 	bool readonly;
@@ -57,6 +61,7 @@ struct tapdisk {
 	struct td_vbd *vbd;
 	struct nbd_server *nbd[TD_MAX_EXPORTS];
 	struct fuse_export *fuse;
+	struct ublk_export *ublk;
 	struct td_control *control;
 	struct td_watch *sigwatch;
 	int sigfd;
@@ -88,6 +93,12 @@ static void usage(FILE *f)
 		"  -f, --fuse FILE         the disk as FILE, a regular file "
 		"(FUSE;\n"
 		"                          created if missing; for losetup)\n"
+		"  -u, --ublk              the disk as the block device "
+		"/dev/ublkbN\n"
+		"      --ublk-id N         ask for /dev/ublkbN (default: the "
+		"first free)\n"
+		"      --ublk-recover N    take over /dev/ublkbN, whose tapdisk "
+		"died\n"
 		"  -r, --readonly          refuse writes\n"
 		"  -i, --io-engine ENGINE  io_uring, libaio or auto (default)\n"
 		"  -c, --control PATH      control socket (JSON requests)\n"
@@ -114,6 +125,9 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 		{ "nbd", required_argument, NULL, 'n' },
 		{ "export-name", required_argument, NULL, 'e' },
 		{ "fuse", required_argument, NULL, 'f' },
+		{ "ublk", no_argument, NULL, 'u' },
+		{ "ublk-id", required_argument, NULL, 'U' },
+		{ "ublk-recover", required_argument, NULL, 'R' },
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "io-engine", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'c' },
@@ -130,7 +144,7 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 	long n;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:e:f:ri:c:q:p:dvhV", opts,
+	while ((c = getopt_long(argc, argv, "n:e:f:uri:c:q:p:dvhV", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -151,6 +165,26 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 				return 2;
 			}
 			td->fuse_path = optarg;
+			break;
+		case 'u':
+			td->ublk_on = true;
+			break;
+		case 'U':
+		case 'R':
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 0 || n > 65535) {
+				fprintf(stderr,
+					"tapdisk: --%s: '%s' is not a device "
+					"number from 0 to 65535\n",
+					c == 'U' ? "ublk-id" : "ublk-recover",
+					optarg);
+				return 2;
+			}
+			td->ublk_on = true;
+			if (c == 'U')
+				td->ublk_id = n;
+			else
+				td->ublk_recover = n;
 			break;
 		case 'r':
 			td->readonly = true;
@@ -279,11 +313,14 @@ static void td_begin_shutdown(struct tapdisk *td, const char *why)
 	td_info("%s: finishing in-flight requests and shutting down", why);
 	/* paused, nothing can complete what waits: the clients get errors */
 	td_vbd_abort_queued(td->vbd, -ESHUTDOWN);
-	td->servers_open = td->n_nbd + 1 + (td->fuse != NULL);
+	td->servers_open = td->n_nbd + 1 + (td->fuse != NULL) +
+			   (td->ublk != NULL);
 	for (i = 0; i < td->n_nbd; i++)
 		nbd_server_shutdown(td->nbd[i], td_server_closed, td);
 	if (td->fuse)
 		fuse_export_shutdown(td->fuse, td_server_closed, td);
+	if (td->ublk)
+		ublk_export_shutdown(td->ublk, td_server_closed, td);
 	td_server_closed(td->loop, td);
 }
 
@@ -354,6 +391,10 @@ static int ctl_info(struct json_object *req, struct json_object *reply,
 	json_object_object_add(
 		reply, "fuse",
 		td->fuse ? json_object_new_string(fuse_export_path(td->fuse)) :
+			   NULL);
+	json_object_object_add(
+		reply, "ublk",
+		td->ublk ? json_object_new_string(ublk_export_path(td->ublk)) :
 			   NULL);
 	return 0;
 }
@@ -549,6 +590,17 @@ static int td_start(struct tapdisk *td)
 		if (!td->fuse)
 			return -errno;
 	}
+	if (td->ublk_on) {
+		struct ublk_export_opts uopts = {
+			.dev_id = td->ublk_id,
+			.recover_id = td->ublk_recover,
+			.readonly = td->readonly,
+		};
+
+		td->ublk = ublk_export_new(td->loop, td->vbd, &uopts);
+		if (!td->ublk)
+			return -errno;
+	}
 	if (td->control_path) {
 		td->control = td_control_new(td->loop, td->control_path);
 		if (!td->control)
@@ -576,6 +628,7 @@ static void td_cleanup(struct tapdisk *td)
 		if (td->nbd[i])
 			nbd_server_free(td->nbd[i]);
 	fuse_export_free(td->fuse);
+	ublk_export_free(td->ublk);
 	if (td->vbd)
 		td_vbd_free(td->vbd);
 	td_image_close_chain(td->chain);
@@ -599,6 +652,8 @@ int main(int argc, char **argv)
 		.sigfd = -1,
 		.ready_fd = -1,
 		.poll_us = TD_POLL_US_DEFAULT,
+		.ublk_id = -1,
+		.ublk_recover = -1,
 	};
 	int rc;
 
@@ -606,8 +661,9 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	td_log_open("tapdisk", !td.use_syslog, td.log_level);
-	if (td.n_nbd == 0 && !td.fuse_path && !td.control_path)
-		td_warn("%s: no --nbd or --fuse export and no --control socket: "
+	if (td.n_nbd == 0 && !td.fuse_path && !td.ublk_on && !td.control_path)
+		td_warn("%s: no --nbd, --fuse or --ublk export and no --control "
+			"socket: "
 			"nothing can reach this disk",
 			td.image_name);
 	if (td.daemonize && (rc = td_daemonize(&td))) {
