@@ -188,13 +188,16 @@ load ctl-helpers
 	mkimg "$TD_DIR/a.raw" 32M
 	"$TAPCTL" create --nbd "unix:$TD_DIR/a.sock" "aio:$TD_DIR/a.raw" >/dev/null
 	fio --name=v --ioengine=nbd --uri="nbd+unix:///?socket=$TD_DIR/a.sock" \
-		--rw=randwrite --bs=4k --iodepth=16 --size=32M --verify=crc32c \
-		--verify_fatal=1 --do_verify=1 --output="$TD_DIR/fio.out" >/dev/null 2>&1 &
+		--rw=randwrite --bs=4k --iodepth=16 --size=32M --loops=4 \
+		--verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--output="$TD_DIR/fio.out" >/dev/null 2>&1 &
 	fio_pid=$!
 	BG_PIDS+=("$fio_pid")
+	paused=0
 	for i in 1 2 3; do
 		sleep 0.3
 		td_alive "$fio_pid" || break
+		paused=$((paused + 1))
 		run "$TAPCTL" pause -m 0
 		assert_success
 		assert_equal "$(ctl_field 0 "['state']")" paused
@@ -204,6 +207,7 @@ load ctl-helpers
 		assert_equal "$(ctl_field 0 "['state']")" running
 	done
 	wait "$fio_pid" || fail "fio failed: $(cat "$TD_DIR/fio.out")"
+	[ "$paused" -ge 1 ] || fail "fio finished before the first pause"
 	grep -q 'err= 0' "$TD_DIR/fio.out"
 	! grep -qi 'verify.*fail\|bad magic\|crc32c.*wanted' "$TD_DIR/fio.out"
 }
