@@ -28,7 +28,7 @@ OPT ?= -O2
 endif
 
 CC ?= gcc
-PKGS := liburing json-c zlib libzstd fuse3
+PKGS := liburing json-c zlib libzstd fuse3 sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -laio -lrt -pthread -lcrypto
 
@@ -37,7 +37,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
 	$(SAN_FLAGS) $(PKG_CFLAGS)
-CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Iblktap/ublk -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Iblktap/ublk -Ivdisk -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
 LDFLAGS += $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS)
 
@@ -74,11 +74,29 @@ CTL_PROGS := $(BUILD)/blktapctrl $(BUILD)/tap-ctl
 
 PROGS := $(BUILD)/tapdisk $(TOOL_PROGS) $(CTL_PROGS)
 
+# the virtual-disk pool: libvdisk (static for tapdisk's vd driver and the
+# commands, shared for the Python module), the vd_* commands (one program,
+# by name) and add_vbd_to_dom / remove_vbd_from_dom
+VDISK_SRCS := $(wildcard vdisk/lib/*.c)
+VDISK_LIB := $(BUILD)/libvdisk.a
+VDISK_SO := $(BUILD)/libvdisk.so
+VD_CMDS := vd_format vd_create vd_refresh vd_delete vd_undelete vd_list \
+	vd_info vd_freespace vd_enlarge
+VBD_CMDS := add_vbd_to_dom remove_vbd_from_dom
+VDISK_PROGS := $(addprefix $(BUILD)/,$(VD_CMDS) $(VBD_CMDS))
+VDISK_TESTS := $(patsubst vdisk/tests/%.c,$(BUILD)/tests/vdisk/%,$(wildcard vdisk/tests/test-*.c))
+# libtapdisk holds the vd driver: whatever links it links libvdisk after it
+LDLIBS := $(VDISK_LIB) $(LDLIBS)
+PYTHON3 ?= /usr/bin/python3
+PYTHON_SITEDIR ?= $(if $(wildcard /usr/lib/python3/dist-packages),/usr/lib/python3/dist-packages,$(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_path("purelib"))'))
+
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check check-unit check-system check-asan check-host bench install clean format
+.PHONY: install-vdisk
 
 all: $(PROGS) $(UNIT_BINS)
+all: $(VDISK_PROGS) $(VDISK_SO) $(VDISK_TESTS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -117,6 +135,27 @@ $(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS)) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tap-ctl: $(call obj,blktapctrl/tap-ctl.c $(CTL_COMMON_SRCS)) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(VDISK_LIB): $(call obj,$(VDISK_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+$(TD_LIB): | $(VDISK_LIB)
+$(PROGS) $(UNIT_BINS): $(VDISK_LIB)
+
+# position-independent and never sanitized: python3 loads it
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -fPIC -c -o $@ $<
+$(VDISK_SO): $(patsubst %.c,$(BUILD)/pic/%.o,$(VDISK_SRCS))
+	$(CC) -shared -Wl,-soname,libvdisk.so -o $@ $^ $(shell pkg-config --libs sqlite3)
+
+$(addprefix $(BUILD)/,$(VD_CMDS)): $(call obj,vdisk/tools/vd-cmds.c) $(VDISK_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+$(addprefix $(BUILD)/,$(VBD_CMDS)): $(call obj,vdisk/tools/vbd-cmds.c) $(VDISK_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+$(BUILD)/tests/vdisk/test-%: $(BUILD)/obj/vdisk/tests/test-%.o $(VDISK_LIB) $(TD_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # blktapctrl's unit tests link the daemon's modules but its main()
@@ -169,6 +208,13 @@ install: all
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
+
+install: install-vdisk
+install-vdisk: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PYTHON_SITEDIR)/blktap
+	$(foreach p,$(VDISK_PROGS),install -m 0755 $(p) $(DESTDIR)$(SBINDIR)/;)
+	install -m 0644 vdisk/python/blktap/*.py $(DESTDIR)$(PYTHON_SITEDIR)/blktap/
+	install -m 0644 $(VDISK_SO) $(DESTDIR)$(PYTHON_SITEDIR)/blktap/libvdisk.so
 
 format:
 	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UBLK_SRCS) $(UNIT_SRCS) \

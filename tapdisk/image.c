@@ -26,6 +26,7 @@ static const struct td_driver *const image_drivers[] = {
 	&td_driver_ram,
 	&td_driver_qcow2,
 	&td_driver_qcow,
+	&td_driver_vd,
 };
 
 /* Every type name the image syntax knows, built here or not (yet). */

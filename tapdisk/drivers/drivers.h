@@ -13,5 +13,6 @@ extern const struct td_driver td_driver_sync;
 extern const struct td_driver td_driver_ram;
 extern const struct td_driver td_driver_qcow2;
 extern const struct td_driver td_driver_qcow;
+extern const struct td_driver td_driver_vd;
 
 #endif
