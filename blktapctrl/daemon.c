@@ -220,8 +220,6 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	td_log_open("blktapctrl", o.foreground, o.log_level);
-	if (!o.foreground)
-		openlog("blktapctrl", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	if (access(d.tapdisk, X_OK))
 		td_warn("%s: %s: creating disks will fail", d.tapdisk,
 			strerror(errno));

@@ -6,16 +6,19 @@
 #include "log.h"
 
 static char log_ident[256] = "tapdisk";
+/* syslog keeps the pointer it is given: the program name lives here */
+static char log_prog[64] = "tapdisk";
 static bool log_stderr = true;
 static int log_level = LOG_INFO;
 
 void td_log_open(const char *ident, bool to_stderr, int max_level)
 {
 	td_log_set_ident(ident);
+	snprintf(log_prog, sizeof(log_prog), "%s", ident);
 	log_stderr = to_stderr;
 	log_level = max_level;
 	if (!to_stderr)
-		openlog("tapdisk", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
 void td_log_set_ident(const char *ident)

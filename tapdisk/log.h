@@ -10,7 +10,10 @@
 #include <stdbool.h>
 #include <syslog.h>
 
-/* to_stderr: foreground use; otherwise syslog(3) with LOG_DAEMON. */
+/*
+ * to_stderr: foreground use; otherwise syslog(3) with LOG_DAEMON, under
+ * ident as the program name.
+ */
 void td_log_open(const char *ident, bool to_stderr, int max_level);
 /* Change the identity (for instance once the image is known). */
 void td_log_set_ident(const char *ident);
