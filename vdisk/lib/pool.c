@@ -287,12 +287,6 @@ int vdisk_format(struct vdisk_db *db, const char *device,
 	err = vdisk_dev_probe(db, device, &d);
 	if (err)
 		return err;
-	count = d.size / extent_size;
-	if (!count)
-		return vdisk_fail(db, -ENOSPC,
-				  "%s: %llu bytes hold no extent of %llu bytes",
-				  d.path, (unsigned long long)d.size,
-				  (unsigned long long)extent_size);
 	err = vdisk_dev_in_use(db, &d);
 	if (err)
 		return err;
@@ -302,6 +296,14 @@ int vdisk_format(struct vdisk_db *db, const char *device,
 	err = vdisk_dev_conflict(db, &d);
 	if (err)
 		goto fail;
+	count = d.size / extent_size;
+	if (!count) {
+		err = vdisk_fail(db, -ENOSPC,
+				 "%s: %llu bytes hold no extent of %llu bytes",
+				 d.path, (unsigned long long)d.size,
+				 (unsigned long long)extent_size);
+		goto fail;
+	}
 	err = vdisk_prepare(db,
 			    "INSERT INTO devices (path, ident, parent, size,"
 			    " extent_size, added) VALUES (?, ?, NULLIF(?, ''),"
