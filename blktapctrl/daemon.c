@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "blktapctrl.h"
+#include "daemon.h"
 #include "log.h"
 
 #define CTL_VERSION "0.1.0"
@@ -103,49 +104,6 @@ static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
 	return 0;
 }
 
-/*
- * Fork before the loop exists (epoll does not survive a fork well); the
- * parent exits once the child listens, so that when blktapctrl returns,
- * tap-ctl works. Returns the pipe to report readiness on.
- */
-static int ctl_daemonize(void)
-{
-	char status = 1;
-	int p[2], fd;
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC))
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid > 0) {
-		close(p[1]);
-		if (read(p[0], &status, 1) != 1)
-			status = 1;
-		_exit(status);
-	}
-	close(p[0]);
-	setsid();
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		close(fd);
-	}
-	return p[1];
-}
-
-static void ctl_ready(int fd, char status)
-{
-	if (fd < 0)
-		return;
-	if (write(fd, &status, 1) != 1)
-		td_warn("cannot report readiness: %s", strerror(errno));
-	close(fd);
-}
-
 static void ctl_signal(struct td_watch *w, int fd, uint32_t events, void *data)
 {
 	struct ctl_daemon *d = data;
@@ -155,25 +113,6 @@ static void ctl_signal(struct td_watch *w, int fd, uint32_t events, void *data)
 		td_info("%s: stopping", strsignal(si.ssi_signo));
 		td_loop_stop(d->loop);
 	}
-}
-
-static int ctl_setup_signals(struct ctl_daemon *d, int *sigfd,
-			     struct td_watch **watch)
-{
-	sigset_t set;
-
-	/* a client that hangs up early must not kill the daemon */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL))
-		return -errno;
-	*sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (*sigfd < 0)
-		return -errno;
-	*watch = td_watch_add(d->loop, *sigfd, EPOLLIN, ctl_signal, d);
-	return *watch ? 0 : -errno;
 }
 
 static void ctl_shutdown(struct ctl_daemon *d)
@@ -233,7 +172,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!o.foreground) {
-		ready = ctl_daemonize();
+		ready = td_daemonize();
 		if (ready < 0) {
 			td_err("cannot detach: %s", strerror(-ready));
 			return 1;
@@ -244,9 +183,9 @@ int main(int argc, char **argv)
 		td_err("event loop: %s", strerror(errno));
 		goto out;
 	}
-	rc = ctl_setup_signals(&d, &sigfd, &sigwatch);
-	if (rc) {
-		td_err("signals: %s", strerror(-rc));
+	sigfd = td_daemon_signals(d.loop, ctl_signal, &d, &sigwatch);
+	if (sigfd < 0) {
+		td_err("signals: %s", strerror(-sigfd));
 		goto out;
 	}
 	/* listen first: a second daemon must fail before it adopts anything */
@@ -262,7 +201,7 @@ int main(int argc, char **argv)
 		if (d.disks[minor])
 			disk_adopt(d.disks[minor]);
 	td_info("listening on %s, tapdisk %s", path, d.tapdisk);
-	ctl_ready(ready, 0);
+	td_daemon_ready(ready, 0);
 	ready = -1;
 	rc = td_loop_run(d.loop);
 	if (rc)
@@ -270,7 +209,7 @@ int main(int argc, char **argv)
 	else
 		status = 0;
 out:
-	ctl_ready(ready, 1);
+	td_daemon_ready(ready, 1);
 	/* stop accepting before letting the disks go */
 	ctl_server_free(server);
 	if (d.loop)

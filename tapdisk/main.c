@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "control.h"
+#include "daemon.h"
 #include "fuse-export.h"
 #include "image.h"
 #include "io.h"
@@ -343,20 +344,8 @@ static void td_signal(struct td_watch *w, int fd, uint32_t events, void *data)
 
 static int td_setup_signals(struct tapdisk *td)
 {
-	sigset_t set;
-
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL))
-		return -errno;
-	td->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (td->sigfd < 0)
-		return -errno;
-	td->sigwatch = td_watch_add(td->loop, td->sigfd, EPOLLIN, td_signal,
-				    td);
-	return td->sigwatch ? 0 : -errno;
+	td->sigfd = td_daemon_signals(td->loop, td_signal, td, &td->sigwatch);
+	return td->sigfd < 0 ? td->sigfd : 0;
 }
 
 static int ctl_info(struct json_object *req, struct json_object *reply,
@@ -492,53 +481,6 @@ static int ctl_resume(struct json_object *req, struct json_object *reply,
 	return 0;
 }
 
-/*
- * Fork before anything is set up (io_uring and epoll do not survive a
- * fork well); the parent waits on a pipe for the child to say it serves.
- */
-static int td_daemonize(struct tapdisk *td)
-{
-	int p[2];
-	char status = 1;
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC))
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid > 0) {
-		close(p[1]);
-		if (read(p[0], &status, 1) != 1)
-			status = 1;
-		_exit(status);
-	}
-	close(p[0]);
-	setsid();
-	td->ready_fd = p[1];
-	return 0;
-}
-
-static void td_ready(struct tapdisk *td, char status)
-{
-	int fd;
-
-	if (td->ready_fd < 0)
-		return;
-	if (write(td->ready_fd, &status, 1) < 0)
-		td_warn("cannot report readiness: %s", strerror(errno));
-	close(td->ready_fd);
-	td->ready_fd = -1;
-	fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
-}
-
 static int td_start(struct tapdisk *td)
 {
 	struct nbd_server_opts nopts = {
@@ -666,17 +608,20 @@ int main(int argc, char **argv)
 			"socket: "
 			"nothing can reach this disk",
 			td.image_name);
-	if (td.daemonize && (rc = td_daemonize(&td))) {
-		td_err("cannot detach: %s", strerror(-rc));
-		return 1;
+	if (td.daemonize) {
+		td.ready_fd = td_daemonize();
+		if (td.ready_fd < 0) {
+			td_err("cannot detach: %s", strerror(-td.ready_fd));
+			return 1;
+		}
 	}
 	rc = td_start(&td);
 	if (rc) {
-		td_ready(&td, 1);
+		td_daemon_ready(td.ready_fd, 1);
 		td_cleanup(&td);
 		return 1;
 	}
-	td_ready(&td, 0);
+	td_daemon_ready(td.ready_fd, 0);
 	rc = td_loop_run(td.loop);
 	if (rc) {
 		td_err("event loop failed: %s", strerror(-rc));
