@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -262,6 +263,7 @@ static int rebuild(struct chk *c)
 	uint64_t per = 1ull << p->rb_bits, end = c->n, nb, rtc, i, total;
 	uint64_t *rt = NULL, *refs;
 	void *rb = NULL;
+	struct stat st;
 	int rc = 0;
 
 	while (end && !c->refs[end - 1])
@@ -326,6 +328,11 @@ static int rebuild(struct chk *c)
 	p->rt_dirty = false;
 	p->header_dirty = false;
 	p->alloc_next = total << p->cluster_bits;
+	/* new clusters are not zeroed: none may come from written space */
+	if (!fstat(p->fd, &st) && (uint64_t)st.st_size > p->alloc_next)
+		p->alloc_next = qcow2_align_up((uint64_t)st.st_size,
+					       p->cluster_size);
+	p->comp_next = 0;
 	p->nfrees = 0;
 	qcow2_cache_drop_all(&p->rbc);
 out:

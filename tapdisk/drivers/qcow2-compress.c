@@ -184,7 +184,7 @@ static void cw_l2(struct qcow2_op *op)
 		op->stage = CW_REF;
 	} else {
 		/* qemu's rule: spill into the next cluster if it is next */
-		op->u1 = room && p->alloc_next == cend;
+		op->span = room && p->alloc_next == cend;
 		op->stage = CW_ALLOC;
 	}
 	cw_step(op);
@@ -203,7 +203,7 @@ static void cw_alloc(struct qcow2_op *op)
 		cw_fail(op, rc);
 		return;
 	}
-	if (op->u1 && host == qcow2_align_up(p->comp_next, cs)) {
+	if (op->span && host == qcow2_align_up(p->comp_next, cs)) {
 		rc = cw_share(op, p->comp_next);
 		if (rc) {
 			cw_fail(op, rc);

@@ -9,7 +9,14 @@
  * an fdatasync between the stages. Refcount decrements are held back until
  * the L2 tables that dropped the references are durable, and clusters are
  * only ever allocated from the end of the file, so a freed cluster is never
- * reused while an old reference to it may still be on disk.
+ * reused while an old reference to it may still be on disk. For the same
+ * reason a newly allocated cluster was never written and reads as zeroes,
+ * so an allocating write need not write zeroes around its data; alloc_next
+ * is kept past everything the file ever held to make that true.
+ *
+ * Concurrency: allocating writes hold the metadata lock to take a cluster
+ * and to change its L2 entry, but not while their data goes out; requests
+ * for a guest cluster whose allocation is in flight wait for it.
  */
 #ifndef TD_QCOW2_PRIV_H
 #define TD_QCOW2_PRIV_H
@@ -152,7 +159,11 @@ struct qcow2_op {
 	uint64_t l2_off; /* L2 table of pos */
 	uint64_t old_entry, old_bitmap;
 	uint64_t new_host;
-	uint64_t u0, u1; /* allocation units written, [u0, u1) */
+	bool fresh; /* new_host was just taken: it reads as zeroes */
+	bool span; /* compressed: may spill into the next cluster */
+	bool in_flight; /* in qcow2_priv.inflight */
+	struct qcow2_op *inext; /* qcow2_priv.inflight */
+	struct qcow2_op *blocked, *bnext; /* waiting for this allocation */
 	void *buf;
 	size_t buf_len;
 	bool zero_src; /* write zeroes: data from p->zbuf, not req */
@@ -194,6 +205,7 @@ struct qcow2_priv {
 	bool lazy; /* lazy refcounts in use: the dirty bit is set */
 	unsigned align;
 	uint64_t file_size; /* as of open, for validation */
+	uint64_t file_end; /* the file's size as of open or as grown here */
 
 	uint32_t cluster_bits;
 	uint64_t cluster_size;
@@ -217,6 +229,7 @@ struct qcow2_priv {
 
 	struct qcow2_cache l2c, rbc;
 	uint64_t alloc_next; /* next host offset to try allocating */
+	struct qcow2_op *inflight; /* allocations writing their data */
 
 	struct qcow2_free *frees; /* pending decrements */
 	size_t nfrees, frees_cap;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -89,10 +90,58 @@ static void write_finish(struct qcow2_op *op)
 {
 	if (!op->err && op->req && (op->req->flags & TD_REQ_FUA)) {
 		op->io_done = op_done_end;
-		qcow2_meta_flush(op);
+		if (op->locked)
+			qcow2_meta_flush(op);
+		else
+			qcow2_lock(op, qcow2_meta_flush);
 		return;
 	}
 	op_done_end(op);
+}
+
+/* ---- allocations in flight ---- */
+
+/*
+ * An allocating write holds the metadata lock only to take its cluster and
+ * to point the L2 entry at it; its data goes out unlocked, in parallel with
+ * other requests. Until the entry changes, a request for the same guest
+ * cluster must wait for it, or it would allocate a second cluster, or free
+ * the old entry a second time.
+ */
+static struct qcow2_op *inflight_find(struct qcow2_priv *p, uint64_t pos)
+{
+	struct qcow2_op *o;
+
+	for (o = p->inflight; o; o = o->inext)
+		if (o->pos >> p->cluster_bits == pos >> p->cluster_bits)
+			return o;
+	return NULL;
+}
+
+static void inflight_add(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+
+	op->inext = p->inflight;
+	p->inflight = op;
+	op->in_flight = true;
+}
+
+static void inflight_release(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+	struct qcow2_op **pp = &p->inflight, *b;
+
+	if (!op->in_flight)
+		return;
+	while (*pp != op)
+		pp = &(*pp)->inext;
+	*pp = op->inext;
+	op->in_flight = false;
+	while ((b = op->blocked)) {
+		op->blocked = b->bnext;
+		qcow2_lock(b, write_step);
+	}
 }
 
 static void fail(struct qcow2_op *op, int err)
@@ -100,21 +149,82 @@ static void fail(struct qcow2_op *op, int err)
 	if (!op->err)
 		op->err = err;
 	op->walking = false;
+	inflight_release(op);
 	if (!op->pending)
 		write_finish(op);
 }
 
 /* ---- allocation of one cluster ---- */
 
+enum { SRC_ZERO, SRC_DATA, SRC_BACKING };
+
+/* Where the old entry keeps the unit at a (bytes into the cluster). */
+static int unit_source(const struct qcow2_op *op, uint64_t a)
+{
+	struct qcow2_priv *p = op->img->priv;
+	unsigned sc = (unsigned)(a >> p->sc_bits);
+	uint64_t host = op->old_entry & QCOW2_OFFSET_MASK;
+
+	if (p->ext_l2) {
+		if (op->old_bitmap >> (32 + sc) & 1)
+			return SRC_ZERO;
+		return op->old_bitmap >> sc & 1 ? SRC_DATA : SRC_BACKING;
+	}
+	if (p->h.version >= 3 && (op->old_entry & QCOW2_OFLAG_ZERO))
+		return SRC_ZERO;
+	return host || p->data_fd != p->fd ? SRC_DATA : SRC_BACKING;
+}
+
+/* Does [a, b) of the cluster read as zeroes before this write? */
+static bool source_zero(const struct qcow2_op *op, uint64_t a, uint64_t b)
+{
+	struct qcow2_priv *p = op->img->priv;
+	struct td_image *parent = op->img->parent;
+	uint64_t cstart = op->pos & ~(p->cluster_size - 1);
+	uint64_t psize = parent ? parent->info.size : 0;
+
+	if (a < b && (op->old_entry & QCOW2_OFLAG_COMPRESSED))
+		return false;
+	for (; a < b; a = ((a >> p->sc_bits) + 1) << p->sc_bits) {
+		int src = unit_source(op, a);
+
+		if (src == SRC_DATA || (src == SRC_BACKING && cstart + a < psize))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A fresh cluster written in part must still lie inside the file, or the
+ * file would end inside it. Growing the file past alloc_next never cuts
+ * anything off: nothing was ever written there.
+ */
+static bool cover_cluster(struct qcow2_op *op)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t to = p->alloc_next + 32 * p->cluster_size;
+
+	if (op->new_host + p->cluster_size <= p->file_end)
+		return true;
+	if (ftruncate(p->fd, (off_t)to) < 0) {
+		td_warn("%s: cannot grow the file to %llu bytes: %s",
+			op->img->path, (unsigned long long)to, strerror(errno));
+		return false;
+	}
+	p->file_end = to;
+	return true;
+}
+
 static void alloc_update(struct qcow2_op *op);
 
 static void alloc_written(struct qcow2_op *op)
 {
 	if (op->err) {
+		inflight_release(op);
 		write_finish(op);
 		return;
 	}
-	alloc_update(op);
+	qcow2_lock(op, alloc_update);
 }
 
 static void alloc_filled(struct qcow2_op *op)
@@ -124,6 +234,7 @@ static void alloc_filled(struct qcow2_op *op)
 	uint64_t n = op->end - op->pos;
 
 	if (op->err) {
+		inflight_release(op);
 		write_finish(op);
 		return;
 	}
@@ -155,26 +266,21 @@ static void alloc_source(struct qcow2_op *op, uint64_t a, uint64_t b)
 		return;
 	}
 	while (a < b) {
-		unsigned sc = (unsigned)(a >> p->sc_bits);
-		uint64_t e = ((uint64_t)(sc + 1) << p->sc_bits);
+		uint64_t e = ((a >> p->sc_bits) + 1) << p->sc_bits;
 		uint64_t len = (e < b ? e : b) - a;
 		struct iovec v = { (char *)op->buf + (a - op->w0), len };
-		bool alloc, zero;
 
-		if (p->ext_l2) {
-			alloc = op->old_bitmap >> sc & 1;
-			zero = op->old_bitmap >> (32 + sc) & 1;
-		} else {
-			zero = p->h.version >= 3 &&
-			       (op->old_entry & QCOW2_OFLAG_ZERO);
-			alloc = !zero && (host || p->data_fd != p->fd);
-		}
-		if (zero)
+		switch (unit_source(op, a)) {
+		case SRC_ZERO:
 			memset(v.iov_base, 0, len);
-		else if (alloc)
+			break;
+		case SRC_DATA:
 			qcow2_data_io(op, false, host + a, &v, 1, 0);
-		else
+			break;
+		default:
 			qcow2_parent_read(op, cstart + a, len, &v, 1);
+			break;
+		}
 		a += len;
 	}
 }
@@ -197,6 +303,12 @@ static void alloc_fill(struct qcow2_op *op)
 	} else {
 		op->w0 = in >> p->sc_bits << p->sc_bits;
 		op->w1 = qcow2_align_up(in + n, 1ull << p->sc_bits);
+	}
+	/* a fresh cluster reads as zeroes: write only the new data */
+	if (op->fresh && source_zero(op, op->w0, in) &&
+	    source_zero(op, in + n, op->w1) && cover_cluster(op)) {
+		op->w0 = in;
+		op->w1 = in + n;
 	}
 	op->buf_len = op->w1 - op->w0;
 	op->buf = td_buf_get(op->buf_len);
@@ -258,6 +370,7 @@ static void alloc_update(struct qcow2_op *op)
 		qcow2_free_entry(img, op->old_entry);
 	td_buf_put(op->buf, op->buf_len);
 	op->buf = NULL;
+	inflight_release(op);
 	op->pos += n;
 	write_step(op);
 }
@@ -269,6 +382,7 @@ static void alloc_cluster(struct qcow2_op *op)
 	uint64_t host = op->old_entry & QCOW2_OFFSET_MASK;
 	int rc;
 
+	op->fresh = false;
 	if (p->data_fd != p->fd) {
 		/* an external data file maps guest offsets one to one */
 		op->new_host = op->pos & ~(p->cluster_size - 1);
@@ -283,7 +397,11 @@ static void alloc_cluster(struct qcow2_op *op)
 			fail(op, rc);
 			return;
 		}
+		/* taken past everything ever written (see qcow2-priv.h) */
+		op->fresh = true;
 	}
+	inflight_add(op);
+	qcow2_unlock(op);
 	alloc_fill(op);
 }
 
@@ -447,11 +565,11 @@ static int zero_cluster(struct qcow2_op *op, struct qcow2_centry *e,
 
 static void write_piece_done(struct qcow2_op *op)
 {
-	if (op->err) {
+	if (op->err || op->pos >= op->end) {
 		write_finish(op);
 		return;
 	}
-	write_step(op);
+	qcow2_lock(op, write_step);
 }
 
 static void write_step(struct qcow2_op *op)
@@ -466,7 +584,15 @@ static void write_step(struct qcow2_op *op)
 		uint64_t in = op->pos & (p->cluster_size - 1);
 		uint64_t n = p->cluster_size - in;
 		struct qcow2_centry *e;
+		struct qcow2_op *o = inflight_find(p, op->pos);
 
+		if (o) {
+			/* inflight_release() queues op for the lock again */
+			op->bnext = o->blocked;
+			o->blocked = op;
+			qcow2_unlock(op);
+			return;
+		}
 		if (n > op->end - op->pos)
 			n = op->end - op->pos;
 		rc = qcow2_l2_writable(op, write_step, &e);
@@ -501,11 +627,13 @@ static void write_step(struct qcow2_op *op)
 				return;
 			}
 			op->io_done = write_piece_done;
+			op->pos += n;
+			/* allocated data needs no lock: let the others on */
+			qcow2_unlock(op);
 			qcow2_data_io(op, true, (entry & QCOW2_OFFSET_MASK) + in,
 				      iov, cnt, 0);
 			if (iov != small)
 				free(iov);
-			op->pos += n;
 			return;
 		}
 		op->old_entry = entry;

@@ -267,7 +267,7 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 		td_err("%s: cannot stat: %s", file, strerror(-rc));
 		goto out;
 	}
-	p->file_size = (uint64_t)st.st_size;
+	p->file_size = p->file_end = (uint64_t)st.st_size;
 	rc = qcow2_header_read(file, p->fd, p->file_size, &p->h);
 	if (rc)
 		goto out;
@@ -337,10 +337,17 @@ static void qcow2_close(struct td_image *img)
 {
 	struct qcow2_priv *p = img->priv;
 
-	if (!p->readonly && p->l1 && qcow2_meta_flush_sync(img) == 0 &&
-	    p->lazy) {
-		p->h.incompat &= ~QCOW2_INCOMPAT_DIRTY;
-		qcow2_header_write(img->path, p->fd, &p->h);
+	if (!p->readonly && p->l1 && qcow2_meta_flush_sync(img) == 0) {
+		/* the room grown ahead for partly written clusters */
+		if (p->file_end > p->alloc_next &&
+		    ftruncate(p->fd, (off_t)p->alloc_next) < 0)
+			td_warn("%s: cannot trim the file to %llu bytes: %s",
+				img->path, (unsigned long long)p->alloc_next,
+				strerror(errno));
+		if (p->lazy) {
+			p->h.incompat &= ~QCOW2_INCOMPAT_DIRTY;
+			qcow2_header_write(img->path, p->fd, &p->h);
+		}
 	}
 	qcow2_release(p);
 }
