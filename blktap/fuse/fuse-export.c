@@ -625,11 +625,6 @@ const char *fuse_export_path(const struct fuse_export *exp)
 	return exp->path;
 }
 
-unsigned fuse_export_inflight(const struct fuse_export *exp)
-{
-	return exp->inflight;
-}
-
 static void fx_maybe_done(struct fuse_export *exp)
 {
 	td_loop_fn done = exp->done;

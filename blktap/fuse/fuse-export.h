@@ -30,8 +30,6 @@ struct fuse_export *fuse_export_new(struct td_loop *loop, struct td_vbd *vbd,
 				    const char *path,
 				    const struct fuse_export_opts *opts);
 const char *fuse_export_path(const struct fuse_export *exp);
-/* FUSE requests handed to the vbd and not yet answered. */
-unsigned fuse_export_inflight(const struct fuse_export *exp);
 /*
  * Stop taking requests; let the in-flight ones finish and answer them;
  * unmount; then call done (at once if idle).

@@ -147,11 +147,11 @@ fx_ext4_roundtrip() {
 	mkimg "$img" 64M
 	fx_start "aio:$img" "$file"
 	run fio --name=v --filename="$file" --ioengine=psync --rw=randwrite \
-		--bsrange=512-256k --size=64M --io_size=48M --verify=crc32c \
+		--bsrange=512-256k --size=64M --io_size=48M --verify=crc32c --verify_state_save=0 \
 		--verify_fatal=1 --numjobs=1 --output-format=terse
 	assert_success
 	run fio --name=s --filename="$file" --ioengine=psync --rw=write \
-		--bs=1M --size=64M --verify=crc32c --verify_fatal=1 \
+		--bs=1M --size=64M --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
 		--output-format=terse
 	assert_success
 }
@@ -165,10 +165,10 @@ fx_ext4_roundtrip() {
 	dev=$(fx_loop --direct-io=on "$file")
 	run fio --name=v --filename="$dev" --ioengine=libaio --direct=1 \
 		--rw=randwrite --bs=4k --iodepth=32 --size=128M --io_size=32M \
-		--verify=crc32c --verify_fatal=1 --output-format=terse
+		--verify=crc32c --verify_state_save=0 --verify_fatal=1 --output-format=terse
 	assert_success
 	run fio --name=s --filename="$dev" --ioengine=libaio --direct=1 \
-		--rw=write --bs=1M --iodepth=8 --size=128M --verify=crc32c \
+		--rw=write --bs=1M --iodepth=8 --size=128M --verify=crc32c --verify_state_save=0 \
 		--verify_fatal=1 --output-format=terse
 	assert_success
 	fx_unloop "$dev"
