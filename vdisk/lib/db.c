@@ -189,6 +189,12 @@ static int vdisk_migrate(struct vdisk_db *db)
 	int64_t version;
 	int err, i;
 
+	/* the common case, an up-to-date schema, takes no write lock */
+	err = vdisk_query_int(db, "PRAGMA user_version", 0, 0, &version);
+	if (err)
+		return err;
+	if (version == VDISK_SCHEMA_VERSION)
+		return 0;
 	err = vdisk_begin(db);
 	if (err)
 		return err;
