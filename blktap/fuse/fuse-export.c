@@ -217,8 +217,10 @@ static void fx_init(void *data, struct fuse_conn_info *conn)
 	conn->max_background = FX_MAX_BACKGROUND;
 	conn->congestion_threshold = FX_MAX_BACKGROUND * 3 / 4;
 	/*
-	 * O_TRUNC must reach setattr, which refuses it, rather than open;
-	 * splice buys nothing: the data is copied to a vbd buffer anyway.
+	 * O_TRUNC must reach setattr, which refuses it, rather than open.
+	 * Splice buys nothing here: libfuse writes replies from memory
+	 * buffers with writev anyway, and a write's payload has to land in
+	 * a vbd buffer whichever way it is read.
 	 */
 	conn->want &= ~(FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_SPLICE_READ |
 			FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
