@@ -93,7 +93,7 @@ PYTHON_SITEDIR ?= $(if $(wildcard /usr/lib/python3/dist-packages),/usr/lib/pytho
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check check-unit check-system check-asan check-host bench install clean format
-.PHONY: install-vdisk
+.PHONY: install-vdisk bench-vdisk
 
 all: $(PROGS) $(UNIT_BINS)
 all: $(VDISK_PROGS) $(VDISK_SO) $(VDISK_TESTS)
@@ -208,6 +208,11 @@ install: all
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
+
+# the pool at scale: 1,000,000 extents, 10,000 disks
+bench: bench-vdisk
+bench-vdisk: all
+	BUILD=$(BUILD) bench/vdisk.sh
 
 install: install-vdisk
 install-vdisk: all
