@@ -35,7 +35,10 @@ struct ctl_conn {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
+	bool eof; /* the peer has sent all it will */
 	bool closing;
+	int refused; /* -errno from the peer check: every message gets it */
+	const char *refused_msg;
 	struct td_control_call *call; /* a reply still to come */
 	bool dispatching; /* inside a handler: don't re-enter */
 	struct ctl_conn *next;
@@ -48,13 +51,15 @@ struct td_control {
 	struct td_watch *watch;
 	struct ctl_command cmds[CTL_MAX_COMMANDS];
 	int ncmds;
+	td_control_peer_fn peer_fn;
+	void *peer_data;
 	struct ctl_conn *conns;
 };
 
 int td_control_frame(struct json_object *msg, char **buf, size_t *len)
 {
-	const char *s = json_object_to_json_string_ext(msg,
-						       JSON_C_TO_STRING_PLAIN);
+	const char *s =
+		json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN);
 	size_t n = strlen(s);
 	char *b = malloc(n + 4);
 
@@ -89,23 +94,21 @@ static void ctl_conn_free(struct ctl_conn *c)
 	free(c);
 }
 
+/* 0 when all is sent, 1 when the socket is full, -errno on error. */
 static int ctl_flush(struct ctl_conn *c)
 {
 	while (c->out_off < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_off,
 				 c->out_len - c->out_off, MSG_NOSIGNAL);
 
-		if (n < 0) {
-			if (errno == EAGAIN)
-				return td_watch_set_events(c->watch, EPOLLOUT);
-			return -errno;
-		}
+		if (n < 0)
+			return errno == EAGAIN ? 1 : -errno;
 		c->out_off += n;
 	}
 	free(c->out);
 	c->out = NULL;
 	c->out_len = c->out_off = 0;
-	return td_watch_set_events(c->watch, c->closing ? 0 : EPOLLIN);
+	return 0;
 }
 
 static void ctl_reply(struct ctl_conn *c, struct json_object *reply)
@@ -133,6 +136,20 @@ static struct json_object *ctl_error(const char *msg, int err)
 	return r;
 }
 
+/* The reply to a handler's failure: its own "error" if it gave one. */
+static struct json_object *ctl_failed(struct json_object *reply,
+				      const char *error, int rc)
+{
+	struct json_object *v, *r;
+
+	if (json_object_object_get_ex(reply, "error", &v) &&
+	    json_object_is_type(v, json_type_string))
+		error = json_object_get_string(v);
+	r = ctl_error(error ? error : strerror(-rc), -rc);
+	json_object_put(reply);
+	return r;
+}
+
 static struct json_object *ctl_dispatch(struct ctl_conn *c, const char *msg,
 					size_t len)
 {
@@ -141,6 +158,10 @@ static struct json_object *ctl_dispatch(struct ctl_conn *c, const char *msg,
 	const char *cmd, *error = NULL;
 	int i, rc;
 
+	if (c->refused)
+		return ctl_error(c->refused_msg ? c->refused_msg :
+						  strerror(-c->refused),
+				 -c->refused);
 	req = json_tokener_parse(msg);
 	if (!req || !json_object_is_type(req, json_type_object)) {
 		json_object_put(req);
@@ -182,43 +203,59 @@ static struct json_object *ctl_dispatch(struct ctl_conn *c, const char *msg,
 	json_object_object_add(reply, "ok", json_object_new_boolean(true));
 	rc = ctl->cmds[i].fn(req, reply, &error, ctl->cmds[i].data);
 	json_object_put(req);
-	if (rc) {
-		json_object_put(reply);
-		return ctl_error(error ? error : strerror(-rc), -rc);
-	}
-	return reply;
+	return rc ? ctl_failed(reply, error, rc) : reply;
 }
 
-/* Handle every complete message in the input buffer. */
+static void ctl_reply_error(struct ctl_conn *c, const char *msg, int err)
+{
+	struct json_object *reply = ctl_error(msg, err);
+
+	ctl_reply(c, reply);
+	json_object_put(reply);
+}
+
+/*
+ * Take the next whole message off the input and answer it (now, or later
+ * through its call), or find that none can come.
+ */
 static void ctl_process(struct ctl_conn *c)
 {
-	while (c->in_len >= 4 && !c->out && !c->call) {
-		const unsigned char *p = (const unsigned char *)c->in;
-		size_t len = (size_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
-		struct json_object *reply;
-		char *msg;
+	const unsigned char *p = (const unsigned char *)c->in;
+	struct json_object *reply;
+	size_t len;
+	char *msg;
 
-		if (len > TD_CONTROL_MAX_MSG) {
-			reply = ctl_error("message too large", EMSGSIZE);
-			ctl_reply(c, reply);
-			json_object_put(reply);
-			c->closing = true;
-			return;
-		}
-		if (c->in_len < len + 4)
-			return;
-		msg = strndup(c->in + 4, len);
-		reply = msg ? ctl_dispatch(c, msg, len) :
-			      ctl_error("out of memory", ENOMEM);
-		free(msg);
-		if (reply) {
-			ctl_reply(c, reply);
-			json_object_put(reply);
-		}
-		/* (an async reply given at once is already in c->out) */
-		memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
-		c->in_len -= 4 + len;
+	if (c->in_len < 4) {
+		if (c->eof && c->in_len)
+			ctl_reply_error(c, "truncated message", EPROTO);
+		c->closing |= c->eof;
+		return;
 	}
+	len = (size_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+	if (len > TD_CONTROL_MAX_MSG) {
+		/* the rest of the stream cannot be framed: give up on it */
+		ctl_reply_error(c, "message too large", EMSGSIZE);
+		c->closing = true;
+		return;
+	}
+	if (c->in_len < len + 4) {
+		if (c->eof) {
+			ctl_reply_error(c, "truncated message", EPROTO);
+			c->closing = true;
+		}
+		return;
+	}
+	msg = strndup(c->in + 4, len);
+	reply = msg ? ctl_dispatch(c, msg, len) :
+		      ctl_error("out of memory", ENOMEM);
+	free(msg);
+	if (reply) {
+		ctl_reply(c, reply);
+		json_object_put(reply);
+	}
+	/* (an async reply given at once is already in c->out) */
+	memmove(c->in, c->in + 4 + len, c->in_len - 4 - len);
+	c->in_len -= 4 + len;
 }
 
 static void ctl_conn_event(struct td_watch *w, int fd, uint32_t events,
@@ -226,41 +263,60 @@ static void ctl_conn_event(struct td_watch *w, int fd, uint32_t events,
 {
 	struct ctl_conn *c = data;
 	ssize_t n;
+	int rc;
 
-	if (events & EPOLLIN) {
+	/* input is read only while nothing is owed: the buffer has room */
+	if ((events & EPOLLIN) && !c->eof) {
 		if (!c->in)
 			c->in = malloc(TD_CONTROL_MAX_MSG + 4);
 		if (!c->in)
 			goto close;
 		n = recv(fd, c->in + c->in_len,
 			 TD_CONTROL_MAX_MSG + 4 - c->in_len, 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN))
+		if (n == 0)
+			c->eof = true;
+		else if (n < 0 && errno != EAGAIN)
 			goto close;
-		if (n > 0)
+		else if (n > 0)
 			c->in_len += n;
 	}
-	/* answer every whole message, one reply at a time, until blocked */
+	/* one reply at a time, in order, until blocked or out of input */
 	for (;;) {
-		if (c->out && ctl_flush(c))
-			goto close;
-		if (c->out)
-			return; /* EPOLLOUT brings us back */
+		if (c->out) {
+			rc = ctl_flush(c);
+			if (rc < 0)
+				goto close;
+			if (rc > 0) {
+				td_watch_set_events(c->watch, EPOLLOUT);
+				return;
+			}
+		}
 		if (c->closing)
 			goto close;
-		if (c->in_len < 4 || c->call)
-			return;
+		if (c->call)
+			break;
 		ctl_process(c);
-		if (!c->out)
-			return; /* a partial message, or an answer to come */
+		if (!c->out && !c->closing)
+			break;
 	}
+	/*
+	 * A peer that hung up entirely cannot take the answer still to
+	 * come (and its hangup would wake us until then): drop it. One
+	 * that only shut its sending side still gets it.
+	 */
+	if (c->call && (events & (EPOLLHUP | EPOLLERR)))
+		goto close;
+	td_watch_set_events(c->watch, c->call || c->eof ? 0 : EPOLLIN);
+	return;
 close:
 	ctl_conn_free(c);
 }
 
-static void ctl_accept(struct td_watch *w, int fd, uint32_t events,
-		       void *data)
+static void ctl_accept(struct td_watch *w, int fd, uint32_t events, void *data)
 {
 	struct td_control *ctl = data;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 	struct ctl_conn *c;
 	int cfd;
 
@@ -272,16 +328,26 @@ static void ctl_accept(struct td_watch *w, int fd, uint32_t events,
 		close(cfd);
 		return;
 	}
+	if (ctl->peer_fn) {
+		if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+			td_err("control connection: no peer credentials: %s",
+			       strerror(errno));
+			goto fail;
+		}
+		c->refused =
+			ctl->peer_fn(&cred, &c->refused_msg, ctl->peer_data);
+	}
 	c->ctl = ctl;
 	c->fd = cfd;
 	c->watch = td_watch_add(ctl->loop, cfd, EPOLLIN, ctl_conn_event, c);
-	if (!c->watch) {
-		close(cfd);
-		free(c);
-		return;
-	}
+	if (!c->watch)
+		goto fail;
 	c->next = ctl->conns;
 	ctl->conns = c;
+	return;
+fail:
+	close(cfd);
+	free(c);
 }
 
 struct td_control *td_control_new(struct td_loop *loop, const char *path)
@@ -333,14 +399,21 @@ int td_control_register(struct td_control *ctl, const char *command,
 	return 0;
 }
 
+void td_control_set_peer_check(struct td_control *ctl, td_control_peer_fn fn,
+			       void *data)
+{
+	ctl->peer_fn = fn;
+	ctl->peer_data = data;
+}
+
 int td_control_register_async(struct td_control *ctl, const char *command,
 			      td_control_async_fn fn, void *data)
 {
 	if (ctl->ncmds == CTL_MAX_COMMANDS)
 		return -ENOSPC;
-	ctl->cmds[ctl->ncmds++] = (struct ctl_command){
-		.name = command, .async_fn = fn, .data = data
-	};
+	ctl->cmds[ctl->ncmds++] = (struct ctl_command){ .name = command,
+							.async_fn = fn,
+							.data = data };
 	return 0;
 }
 

@@ -18,7 +18,8 @@ struct json_object;
 
 /*
  * A command handler fills reply (an object already holding "ok":true) and
- * returns 0, or returns -errno and sets *error to a static message.
+ * returns 0, or returns -errno and sets *error to a static message. A
+ * message made at run time goes into reply as "error" instead: it wins.
  */
 typedef int (*td_control_fn)(struct json_object *request,
 			     struct json_object *reply, const char **error,
@@ -27,21 +28,34 @@ typedef int (*td_control_fn)(struct json_object *request,
 /*
  * A command answered later (pause waits for in-flight I/O): the handler
  * keeps call and, from the loop, passes it to td_control_call_reply()
- * exactly once. The connection's next message waits until then.
+ * exactly once. The connection's next message waits until then. A
+ * client that hangs up meanwhile loses the answer; one that only shuts
+ * its sending side still gets it.
  */
 struct td_control_call;
+struct ucred;
 typedef void (*td_control_async_fn)(struct json_object *request,
-				    struct td_control_call *call,
-				    void *data);
+				    struct td_control_call *call, void *data);
+
+/*
+ * Whether to serve a peer, from its credentials when it connects: 0, or
+ * -errno and a static *error that answers every message it sends.
+ */
+typedef int (*td_control_peer_fn)(const struct ucred *peer, const char **error,
+				  void *data);
 
 struct td_control *td_control_new(struct td_loop *loop, const char *path);
+/* Connections from then on get the check; without one, all are served. */
+void td_control_set_peer_check(struct td_control *ctl, td_control_peer_fn fn,
+			       void *data);
 int td_control_register(struct td_control *ctl, const char *command,
 			td_control_fn fn, void *data);
 int td_control_register_async(struct td_control *ctl, const char *command,
 			      td_control_async_fn fn, void *data);
 /*
  * err 0: {"ok":true} plus the members of fields (NULL for none; taken
- * over); else an error reply with error (static) and -err as errno.
+ * over); else an error reply with error (copied: it may be built at run
+ * time; NULL for strerror) and -err as errno.
  */
 void td_control_call_reply(struct td_control_call *call,
 			   struct json_object *fields, int err,

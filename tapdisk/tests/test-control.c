@@ -4,6 +4,7 @@
  * through a real Unix socket served by the loop.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,6 +35,18 @@ static int cmd_echo(struct json_object *req, struct json_object *reply,
 	return 0;
 }
 
+/* a message built at run time, gone once the handler returns */
+static int cmd_named(struct json_object *req, struct json_object *reply,
+		     const char **error, void *data)
+{
+	char msg[64];
+
+	*error = "the static one";
+	snprintf(msg, sizeof(msg), "no disk with minor %d", 7);
+	json_object_object_add(reply, "error", json_object_new_string(msg));
+	return -ENODEV;
+}
+
 static struct td_control_call *pending_call;
 
 static void cmd_later(struct json_object *req, struct td_control_call *call,
@@ -42,10 +55,39 @@ static void cmd_later(struct json_object *req, struct td_control_call *call,
 	pending_call = call;
 }
 
-static void cmd_at_once(struct json_object *req,
-			struct td_control_call *call, void *data)
+static void cmd_at_once(struct json_object *req, struct td_control_call *call,
+			void *data)
 {
 	td_control_call_reply(call, NULL, -EALREADY, "at once");
+}
+
+static void cmd_named_at_once(struct json_object *req,
+			      struct td_control_call *call, void *data)
+{
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "disk %d is busy", 3);
+	td_control_call_reply(call, NULL, -EBUSY, msg);
+	memset(msg, 'x', sizeof(msg) - 1);
+}
+
+static const struct ucred *seen_peer;
+static struct ucred seen;
+
+static int refuse_all(const struct ucred *peer, const char **error, void *data)
+{
+	seen = *peer;
+	seen_peer = &seen;
+	*error = "go away";
+	return -EACCES;
+}
+
+static bool error_is(struct json_object *r, const char *msg)
+{
+	struct json_object *e;
+
+	return json_object_object_get_ex(r, "error", &e) &&
+	       !strcmp(json_object_get_string(e), msg);
 }
 
 static void answer_later(struct td_loop *l, void *data)
@@ -148,7 +190,7 @@ int main(void)
 	struct td_control *ctl;
 	struct json_object *r;
 	struct stat st;
-	int fd, calls = 0;
+	int fd, calls = 0, served;
 	char *big;
 
 	td_log_open("test-control", true, LOG_CRIT);
@@ -163,6 +205,8 @@ int main(void)
 	td_control_register(ctl, "echo", cmd_echo, &calls);
 	td_control_register_async(ctl, "later", cmd_later, NULL);
 	td_control_register_async(ctl, "now", cmd_at_once, NULL);
+	td_control_register(ctl, "named", cmd_named, NULL);
+	td_control_register_async(ctl, "named-now", cmd_named_at_once, NULL);
 
 	fd = connect_to(path);
 	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
@@ -235,6 +279,18 @@ int main(void)
 	ok(reply_is(r, true, 0), "and the connection goes on");
 	json_object_put(r);
 
+	/* error messages made at run time */
+	send_msg(fd, "{\"version\":1,\"command\":\"named\"}");
+	r = recv_reply(fd);
+	ok(reply_is(r, false, ENODEV) && error_is(r, "no disk with minor 7"),
+	   "a handler's own \"error\" wins over the static one");
+	json_object_put(r);
+	send_msg(fd, "{\"version\":1,\"command\":\"named-now\"}");
+	r = recv_reply(fd);
+	ok(reply_is(r, false, EBUSY) && error_is(r, "disk 3 is busy"),
+	   "td_control_call_reply copies its message");
+	json_object_put(r);
+
 	/* oversized: error reply, then the connection is closed */
 	big = malloc(4);
 	big[0] = 0x7f;
@@ -260,6 +316,56 @@ int main(void)
 				 "message");
 	json_object_put(r);
 	close(fd);
+
+	/* a client that shuts its sending side still gets its answers */
+	fd = connect_to(path);
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	send_raw(fd, "\0\0", 2);
+	shutdown(fd, SHUT_WR);
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0), "half-closed: the whole message answered");
+	json_object_put(r);
+	r = recv_reply(fd);
+	ok(reply_is(r, false, EPROTO) && error_is(r, "truncated message"),
+	   "the partial one reported truncated");
+	json_object_put(r);
+	ok(recv_reply(fd) == NULL, "then closed");
+	close(fd);
+
+	/* one that hangs up while an answer is pending loses it, safely */
+	fd = connect_to(path);
+	send_msg(fd, "{\"version\":1,\"command\":\"later\"}");
+	td_loop_once(loop, 5);
+	td_loop_once(loop, 5);
+	ok(pending_call != NULL, "async call pending");
+	close(fd);
+	td_loop_once(loop, 5);
+	td_loop_once(loop, 5);
+	answer_later(loop, NULL);
+	fd = connect_to(path);
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	r = recv_reply(fd);
+	ok(reply_is(r, true, 0), "the server goes on after a dropped answer");
+	json_object_put(r);
+	close(fd);
+
+	/* a peer check that refuses everyone: each message answered so */
+	td_control_set_peer_check(ctl, refuse_all, NULL);
+	served = calls;
+	fd = connect_to(path);
+	send_msg(fd, "{\"version\":1,\"command\":\"echo\"}");
+	send_msg(fd, "not even JSON");
+	r = recv_reply(fd);
+	ok(reply_is(r, false, EACCES) && error_is(r, "go away"),
+	   "refused peer: the check's error");
+	json_object_put(r);
+	r = recv_reply(fd);
+	ok(reply_is(r, false, EACCES), "and again for its next message");
+	json_object_put(r);
+	ok(seen_peer && seen.uid == getuid() && seen.pid == getpid(),
+	   "the check saw the peer's uid and pid");
+	close(fd);
+	is(calls, served, "no handler ran for the refused peer");
 
 	td_control_free(ctl);
 	ok(access(path, F_OK) != 0, "socket removed on free");
