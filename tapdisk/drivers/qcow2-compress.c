@@ -156,6 +156,8 @@ static void cw_l2(struct qcow2_op *op)
 	bool room;
 	int rc;
 
+	if (qcow2_wait_inflight(op, cw_step))
+		return;
 	rc = qcow2_l2_writable(op, cw_step, &e);
 	if (rc == 1)
 		return;

@@ -353,6 +353,12 @@ int qcow2_meta_flush_sync(struct td_image *img);
  * missing one is replaced). 0 with *out and op->l2_off set; 1 when op waits
  * and step runs again; < 0 error.
  */
+/*
+ * Under the lock: if an allocation of op->pos's cluster is in flight, op
+ * gives up the lock and step runs under it again once that is done (true).
+ */
+bool qcow2_wait_inflight(struct qcow2_op *op,
+			 void (*step)(struct qcow2_op *op));
 int qcow2_l2_writable(struct qcow2_op *op, void (*step)(struct qcow2_op *op),
 		      struct qcow2_centry **out);
 void qcow2_ops_free(struct qcow2_priv *p);

@@ -108,14 +108,23 @@ static void write_finish(struct qcow2_op *op)
  * cluster must wait for it, or it would allocate a second cluster, or free
  * the old entry a second time.
  */
-static struct qcow2_op *inflight_find(struct qcow2_priv *p, uint64_t pos)
+bool qcow2_wait_inflight(struct qcow2_op *op,
+			 void (*step)(struct qcow2_op *op))
 {
+	struct qcow2_priv *p = op->img->priv;
 	struct qcow2_op *o;
 
 	for (o = p->inflight; o; o = o->inext)
-		if (o->pos >> p->cluster_bits == pos >> p->cluster_bits)
-			return o;
-	return NULL;
+		if (o->pos >> p->cluster_bits == op->pos >> p->cluster_bits)
+			break;
+	if (!o)
+		return false;
+	/* inflight_release() queues op for the lock again */
+	op->step = step;
+	op->bnext = o->blocked;
+	o->blocked = op;
+	qcow2_unlock(op);
+	return true;
 }
 
 static void inflight_add(struct qcow2_op *op)
@@ -140,7 +149,7 @@ static void inflight_release(struct qcow2_op *op)
 	op->in_flight = false;
 	while ((b = op->blocked)) {
 		op->blocked = b->bnext;
-		qcow2_lock(b, write_step);
+		qcow2_lock(b, b->step);
 	}
 }
 
@@ -584,15 +593,9 @@ static void write_step(struct qcow2_op *op)
 		uint64_t in = op->pos & (p->cluster_size - 1);
 		uint64_t n = p->cluster_size - in;
 		struct qcow2_centry *e;
-		struct qcow2_op *o = inflight_find(p, op->pos);
 
-		if (o) {
-			/* inflight_release() queues op for the lock again */
-			op->bnext = o->blocked;
-			o->blocked = op;
-			qcow2_unlock(op);
+		if (qcow2_wait_inflight(op, write_step))
 			return;
-		}
 		if (n > op->end - op->pos)
 			n = op->end - op->pos;
 		rc = qcow2_l2_writable(op, write_step, &e);

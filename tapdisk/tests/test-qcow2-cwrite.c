@@ -65,6 +65,11 @@ static void fill(unsigned char *b, uint64_t cs, uint64_t i)
 	}
 }
 
+static void req_done(struct td_request *req, int err)
+{
+	*(int *)req->data = err;
+}
+
 /*
  * max_frac: the file's size at most, in percent of the disk's: 3 clusters
  * in 5 compress well, and they share host clusters unless the refcounts
@@ -78,6 +83,8 @@ static void test_one(const char *name, const char *opts, unsigned max_frac)
 	struct td_image *leaf;
 	unsigned char *want, *got;
 	uint64_t cs, off, n;
+	struct td_request req;
+	struct iovec iov;
 	struct stat st;
 	int rc, bad = 0;
 
@@ -124,8 +131,24 @@ static void test_one(const char *name, const char *opts, unsigned max_frac)
 	is(qcow2_write_compressed(leaf, 0, want, cs / 2), -EINVAL,
 	   "%s: a partial cluster is refused", name);
 	/* ordinary writes after: a new cluster, and over a compressed one */
-	is(td_syncio_pwrite(s, want + 7 * cs, cs, 7 * cs, 0), 0,
-	   "%s: ordinary write to a skipped cluster", name);
+	/* an ordinary write still in flight to the cluster comes first */
+	memset(&req, 0, sizeof(req));
+	req.op = TD_OP_WRITE;
+	req.offset = 7 * cs;
+	req.len = cs;
+	req.iov = &iov;
+	req.iovcnt = 1;
+	req.done = req_done;
+	req.data = &rc;
+	iov.iov_base = want + 7 * cs;
+	iov.iov_len = cs;
+	rc = 1;
+	td_syncio_submit(s, &req);
+	is(qcow2_write_compressed(leaf, 7 * cs, want, cs), -EEXIST,
+	   "%s: waits for a write in flight to the cluster, then refuses",
+	   name);
+	is(td_syncio_wait(s, 0), 0, "%s: the ordinary write completes", name);
+	is(rc, 0, "%s: ordinary write to a skipped cluster", name);
 	memset(want + cs + cs / 4, 0xa5, cs / 4);
 	is(td_syncio_pwrite(s, want + cs, cs, cs, 0), 0,
 	   "%s: ordinary write over a compressed cluster", name);
