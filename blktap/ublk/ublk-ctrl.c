@@ -144,7 +144,6 @@ static int ublk_ctrl_sync(struct ublk_export *exp, unsigned op,
 		}
 		/* an asynchronous command's late answer: not ours to wait for */
 		io_uring_cqe_seen(&exp->ctrl, cqe);
-		exp->ctrl_pending--;
 	}
 }
 
@@ -186,8 +185,7 @@ int ublk_ctrl_add(struct ublk_export *exp, int dev_id)
 			       rc == -EEXIST ? "it exists already" :
 					       strerror(-rc));
 		else
-			td_err("ublk: cannot add a device: %s",
-			       strerror(-rc));
+			td_err("ublk: cannot add a device: %s", strerror(-rc));
 		return rc;
 	}
 	exp->added = true;
@@ -200,8 +198,8 @@ int ublk_ctrl_add(struct ublk_export *exp, int dev_id)
 int ublk_ctrl_set_params(struct ublk_export *exp)
 {
 	const struct td_image_info *ii = td_vbd_info(exp->vbd);
-	unsigned lbs_shift = __builtin_ctz(ii->sector_size ? ii->sector_size :
-							     512);
+	unsigned lbs_shift =
+		__builtin_ctz(ii->sector_size ? ii->sector_size : 512);
 	struct ublk_params_v1 p = {
 		.len = sizeof(p),
 		.types = UBLK_PARAM_TYPE_BASIC | UBLK_PARAM_TYPE_DISCARD,
@@ -299,13 +297,9 @@ int ublk_ctrl_start(struct ublk_export *exp, bool recovery)
 	struct ublksrv_ctrl_cmd cmd = ublk_cmd(exp, NULL, 0);
 	unsigned op = recovery ? UBLK_U_CMD_END_USER_RECOVERY :
 				 UBLK_U_CMD_START_DEV;
-	int rc;
 
 	cmd.data[0] = getpid();
-	rc = ublk_ctrl_queue(exp, op, &cmd, op);
-	if (!rc)
-		exp->ctrl_pending++;
-	return rc;
+	return ublk_ctrl_queue(exp, op, &cmd, op);
 }
 
 static int ublk_ctrl_async(struct ublk_export *exp, unsigned op)
@@ -316,8 +310,6 @@ static int ublk_ctrl_async(struct ublk_export *exp, unsigned op)
 	if (rc)
 		td_err("%s: %s: %s", exp->path, ublk_cmd_name(op),
 		       strerror(-rc));
-	else
-		exp->ctrl_pending++;
 	return rc;
 }
 
@@ -353,7 +345,6 @@ void ublk_ctrl_reap(struct ublk_export *exp)
 		op = cqe->user_data;
 		res = cqe->res;
 		io_uring_cqe_seen(&exp->ctrl, cqe);
-		exp->ctrl_pending--;
 		switch (_IOC_NR(op)) {
 		case UBLK_CMD_START_DEV:
 		case UBLK_CMD_END_USER_RECOVERY:

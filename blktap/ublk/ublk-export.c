@@ -59,16 +59,13 @@ static void ublk_queue_cmd(struct ublk_io *io, unsigned op, int result)
 
 	/* the ring has a slot for every tag, and a tag has one command */
 	if (!sqe) {
-		td_err("%s: no submission slot for tag %u", exp->path,
-		       io->tag);
-		io->state = UBLK_IO_DEAD;
+		td_err("%s: no submission slot for tag %u", exp->path, io->tag);
 		return;
 	}
 	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, exp->cdev_fd, NULL, 0, 0);
 	sqe->cmd_op = op;
 	memcpy(sqe->cmd, &cmd, sizeof(cmd));
 	io_uring_sqe_set_data64(sqe, io->tag);
-	io->state = UBLK_IO_FETCHING;
 }
 
 static void ublk_check_stopped(struct ublk_export *exp);
@@ -129,8 +126,7 @@ static void ublk_io_start(struct ublk_io *io)
 			req->flags |= TD_REQ_NO_HOLE;
 		break;
 	default:
-		ublk_queue_cmd(io, UBLK_U_IO_COMMIT_AND_FETCH_REQ,
-			       -EOPNOTSUPP);
+		ublk_queue_cmd(io, UBLK_U_IO_COMMIT_AND_FETCH_REQ, -EOPNOTSUPP);
 		return;
 	}
 	if (req->op == TD_OP_READ || req->op == TD_OP_WRITE) {
@@ -144,7 +140,6 @@ static void ublk_io_start(struct ublk_io *io)
 		req->iov = &io->iov;
 		req->iovcnt = 1;
 	}
-	io->state = UBLK_IO_SERVING;
 	exp->serving++;
 	td_vbd_submit(exp->vbd, req);
 }
@@ -163,7 +158,6 @@ static void ublk_queue_reap(struct ublk_export *exp)
 			ublk_io_start(io);
 			continue;
 		}
-		io->state = UBLK_IO_DEAD;
 		/* an abort is the kernel stopping the queue; else a bug */
 		if (res != UBLK_IO_RES_ABORT)
 			td_err("%s: command for tag %u failed: %s", exp->path,
@@ -185,8 +179,7 @@ static void ublk_submit(struct td_loop *loop, void *data)
 		td_err("%s: io_uring_submit: %s", exp->path, strerror(-rc));
 }
 
-static void ublk_event(struct td_watch *w, int fd, uint32_t events,
-		       void *data)
+static void ublk_event(struct td_watch *w, int fd, uint32_t events, void *data)
 {
 	struct ublk_export *exp = data;
 	uint64_t v;
@@ -220,16 +213,17 @@ static int ublk_queue_open(struct ublk_export *exp)
 		}
 		nanosleep(&pause, NULL);
 	}
-	exp->iod_size = (exp->depth * sizeof(struct ublksrv_io_desc) + page -
-			 1) / page * page;
+	exp->iod_size =
+		(exp->depth * sizeof(struct ublksrv_io_desc) + page - 1) /
+		page * page;
 	exp->iod = mmap(NULL, exp->iod_size, PROT_READ,
 			MAP_SHARED | MAP_POPULATE, exp->cdev_fd,
 			UBLKSRV_CMD_BUF_OFFSET);
 	if (exp->iod == MAP_FAILED) {
 		rc = -errno;
 		exp->iod = NULL;
-		td_err("%s: cannot map the request descriptors: %s",
-		       exp->path, strerror(-rc));
+		td_err("%s: cannot map the request descriptors: %s", exp->path,
+		       strerror(-rc));
 		return rc;
 	}
 	/* address space for every tag; pages come as requests use them */
@@ -288,7 +282,6 @@ void ublk_started(struct ublk_export *exp, int res)
 		       strerror(-res));
 		return;
 	}
-	exp->live = true;
 	td_info("%s: serving, %llu bytes%s", exp->path,
 		(unsigned long long)td_vbd_size(exp->vbd),
 		exp->readonly ? " read-only" : "");
@@ -332,8 +325,7 @@ void ublk_deleted(struct ublk_export *exp, int res)
 	td_loop_defer(exp->loop, &exp->defer, ublk_call_done, exp);
 }
 
-void ublk_export_shutdown(struct ublk_export *exp, td_loop_fn done,
-			  void *data)
+void ublk_export_shutdown(struct ublk_export *exp, td_loop_fn done, void *data)
 {
 	exp->done = done;
 	exp->done_data = data;

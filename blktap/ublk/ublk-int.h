@@ -18,19 +18,12 @@
 #define UBLK_QUEUE_DEPTH 128
 #define UBLK_IO_BYTES (512u * 1024)
 
-enum ublk_io_state {
-	UBLK_IO_FETCHING, /* the kernel holds our fetch command */
-	UBLK_IO_SERVING, /* a request is in the vbd */
-	UBLK_IO_DEAD, /* the kernel aborted the fetch: the queue is going */
-};
-
 struct ublk_io {
 	struct ublk_export *exp;
 	struct td_request req;
 	struct iovec iov;
 	void *buf;
 	uint16_t tag;
-	enum ublk_io_state state;
 };
 
 struct ublk_export {
@@ -44,7 +37,6 @@ struct ublk_export {
 	int ctrl_fd;
 	struct io_uring ctrl;
 	bool ctrl_ring;
-	unsigned ctrl_pending; /* asynchronous control commands */
 
 	/* the one queue: /dev/ublkcN, its descriptors, our data buffers */
 	int cdev_fd;
@@ -65,7 +57,6 @@ struct ublk_export {
 	bool prepare;
 
 	bool added; /* ours to delete */
-	bool live; /* started (or recovered) */
 	bool stopping, stopped, deleted;
 	td_loop_fn done;
 	void *done_data;

@@ -43,8 +43,7 @@ unsigned ublk_export_inflight(const struct ublk_export *exp);
  * Stop the device (the kernel writes back what it caches and waits for
  * the requests in flight), delete it, then call done (from the loop).
  */
-void ublk_export_shutdown(struct ublk_export *exp, td_loop_fn done,
-			  void *data);
+void ublk_export_shutdown(struct ublk_export *exp, td_loop_fn done, void *data);
 /* Deletes the device if it was not shut down. */
 void ublk_export_free(struct ublk_export *exp);
 

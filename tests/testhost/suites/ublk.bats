@@ -98,6 +98,7 @@ qcow2_image() {
 	td_wait_gone "$old" 10
 	[ -b "$UB_DEV" ]
 	ub_recover "qcow2:$TD_DIR/disk.qcow2"
+	grep -q "taking over the device" "$TD_LOG"
 	wait "$writer"
 	cmp "$TD_DIR/src" "$TD_DIR/mnt/during"
 	cmp "$TD_DIR/src" "$TD_DIR/mnt/before"
