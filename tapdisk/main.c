@@ -314,8 +314,8 @@ static void td_begin_shutdown(struct tapdisk *td, const char *why)
 	td_info("%s: finishing in-flight requests and shutting down", why);
 	/* paused, nothing can complete what waits: the clients get errors */
 	td_vbd_abort_queued(td->vbd, -ESHUTDOWN);
-	td->servers_open = td->n_nbd + 1 + (td->fuse != NULL) +
-			   (td->ublk != NULL);
+	td->servers_open =
+		td->n_nbd + 1 + (td->fuse != NULL) + (td->ublk != NULL);
 	for (i = 0; i < td->n_nbd; i++)
 		nbd_server_shutdown(td->nbd[i], td_server_closed, td);
 	if (td->fuse)
