@@ -348,20 +348,34 @@ void qcow2_flush(struct td_image *img, struct td_request *req);
 void qcow2_discard(struct td_image *img, struct td_request *req);
 void qcow2_write_zeroes(struct td_image *img, struct td_request *req);
 int qcow2_meta_flush_sync(struct td_image *img);
+void qcow2_ops_free(struct qcow2_priv *p);
+/* the locked walk of a write, zeroes or discard, resumed at op->pos */
+void qcow2_write_step(struct qcow2_op *op);
+/* the end of a write: a FUA flush if asked, then completion */
+void qcow2_write_finish(struct qcow2_op *op);
+/* stop the walk with err; finish once no I/O is pending */
+void qcow2_write_fail(struct qcow2_op *op, int err);
+
+/* qcow2-alloc.c */
 /*
- * Under the lock: the L2 table of op->pos, owned by this image (a shared or
- * missing one is replaced). 0 with *out and op->l2_off set; 1 when op waits
- * and step runs again; < 0 error.
+ * Under the lock, for op->pos whose entry (op->old_entry, op->old_bitmap)
+ * cannot be written in place: take a cluster, write the data and what it
+ * must keep, point the L2 entry at it, then go on with qcow2_write_step().
  */
+void qcow2_alloc_cluster(struct qcow2_op *op);
 /*
  * Under the lock: if an allocation of op->pos's cluster is in flight, op
  * gives up the lock and step runs under it again once that is done (true).
  */
 bool qcow2_wait_inflight(struct qcow2_op *op,
 			 void (*step)(struct qcow2_op *op));
+/*
+ * Under the lock: the L2 table of op->pos, owned by this image (a shared or
+ * missing one is replaced). 0 with *out and op->l2_off set; 1 when op waits
+ * and step runs again; < 0 error.
+ */
 int qcow2_l2_writable(struct qcow2_op *op, void (*step)(struct qcow2_op *op),
 		      struct qcow2_centry **out);
-void qcow2_ops_free(struct qcow2_priv *p);
 
 /* qcow2-check.c */
 int qcow2_check(struct td_image *img, struct td_check *res, unsigned fix);
@@ -421,6 +435,23 @@ static inline void qcow2_l2_set(const struct qcow2_priv *p, void *l2,
 static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
+}
+
+static inline uint64_t qcow2_l2_index(const struct qcow2_priv *p,
+				      uint64_t pos)
+{
+	return (pos >> p->cluster_bits) & ((1ull << p->l2_bits) - 1);
+}
+
+/* the subclusters that [in, in + n) of a cluster touches, as a bitmap */
+static inline uint64_t qcow2_unit_mask(const struct qcow2_priv *p,
+				       uint64_t in, uint64_t n)
+{
+	unsigned u0 = (unsigned)(in >> p->sc_bits);
+	unsigned u1 = (unsigned)((in + n - 1) >> p->sc_bits) + 1;
+
+	return (u1 - u0 >= 32 ? 0xffffffffull : ((1ull << (u1 - u0)) - 1))
+	       << u0;
 }
 
 #endif
