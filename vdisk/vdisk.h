@@ -38,8 +38,7 @@ const char *vdisk_errmsg(const struct vdisk_db *db);
 const char *vdisk_path(const struct vdisk_db *db);
 
 /* Add a device to the free pool; extent_size 0: VDISK_DEFAULT_EXTENT. */
-int vdisk_format(struct vdisk_db *db, const char *device,
-		 uint64_t extent_size);
+int vdisk_format(struct vdisk_db *db, const char *device, uint64_t extent_size);
 
 /* Called while scrubbing: bytes zeroed so far of total. */
 typedef void (*vdisk_progress_fn)(uint64_t done, uint64_t total, void *arg);

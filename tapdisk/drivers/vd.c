@@ -225,7 +225,8 @@ static void vd_queue_rw(struct td_image *img, struct td_request *req,
 		} else {
 			iov = r->iovs + i * (size_t)(req->iovcnt + 1);
 			s->cb.iov = iov;
-			s->cb.iovcnt = vd_slice(req, pos - req->offset, len, iov);
+			s->cb.iovcnt =
+				vd_slice(req, pos - req->offset, len, iov);
 		}
 		if (op == TD_IO_WRITE && (req->flags & TD_REQ_FUA))
 			s->cb.flags = TD_IO_DSYNC;
@@ -370,7 +371,8 @@ static void vd_queue_fallocate(struct td_image *img, struct td_request *req,
 
 static void vd_discard(struct td_image *img, struct td_request *req)
 {
-	vd_queue_fallocate(img, req, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+	vd_queue_fallocate(img, req,
+			   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
 }
 
 static void vd_write_zeroes(struct td_image *img, struct td_request *req)
@@ -543,7 +545,8 @@ static int vd_open(struct td_image *img, const char *path, unsigned flags)
 		err = vd_open_dev(img, &p->devs[i], flags);
 	if (err) {
 		if (err == -ENOMEM)
-			td_err("%s: out of memory for the extent map", img->name);
+			td_err("%s: out of memory for the extent map",
+			       img->name);
 		vd_close(img);
 		return err;
 	}

@@ -149,7 +149,8 @@ static int vdisk_take(struct vdisk_db *db, int64_t vd, int64_t base,
 	if (err)
 		return err;
 	sqlite3_bind_int64(st, 1, now);
-	while (!err && p->bytes < need && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (!err && p->bytes < need &&
+	       (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct vdisk_pick x = {
 			.id = sqlite3_column_int64(st, 0),
 			.device = sqlite3_column_int64(st, 1),
@@ -169,14 +170,14 @@ static int vdisk_take(struct vdisk_db *db, int64_t vd, int64_t base,
 		err = vdisk_free_bytes(db, now, &avail);
 		if (err)
 			return err;
-		return vdisk_fail(db, -ENOSPC,
-				  "%s: %llu MiB asked for, the free pool has %llu MiB",
-				  db->path, (unsigned long long)(need >> 20),
-				  (unsigned long long)(avail >> 20));
+		return vdisk_fail(
+			db, -ENOSPC,
+			"%s: %llu MiB asked for, the free pool has %llu MiB",
+			db->path, (unsigned long long)(need >> 20),
+			(unsigned long long)(avail >> 20));
 	}
-	err = vdisk_prepare(db,
-			    "UPDATE extents SET vdisk = ?, part = ? WHERE id = ?",
-			    &mv);
+	err = vdisk_prepare(
+		db, "UPDATE extents SET vdisk = ?, part = ? WHERE id = ?", &mv);
 	if (!err)
 		/* a disk that gave an extent away cannot come back */
 		err = vdisk_prepare(db,
@@ -209,8 +210,9 @@ static int vdisk_insert_disk(struct vdisk_db *db, uint64_t size,
 	int err;
 
 	if (pending && vdisk_owner_self(&o))
-		return vdisk_fail(db, -ENOENT,
-				  "cannot read this process's start time from /proc");
+		return vdisk_fail(
+			db, -ENOENT,
+			"cannot read this process's start time from /proc");
 	err = vdisk_prepare(db,
 			    "INSERT INTO vdisks (size, created, expires, state,"
 			    " owner_pid, owner_start, owner_boot)"
@@ -244,8 +246,7 @@ static int64_t vdisk_mono_ns(void)
 }
 
 static int vdisk_mark_clean(struct vdisk_db *db, int64_t pending,
-			    const struct vdisk_picks *p, size_t from,
-			    size_t to)
+			    const struct vdisk_picks *p, size_t from, size_t to)
 {
 	sqlite3_stmt *st;
 	size_t i;
@@ -274,12 +275,11 @@ static int vdisk_mark_clean(struct vdisk_db *db, int64_t pending,
 	return err;
 }
 
-static int vdisk_device_path(struct vdisk_db *db, int64_t device,
-			     char **path)
+static int vdisk_device_path(struct vdisk_db *db, int64_t device, char **path)
 {
 	sqlite3_stmt *st;
-	int err = vdisk_prepare(db, "SELECT path FROM devices WHERE id = ?",
-				&st);
+	int err =
+		vdisk_prepare(db, "SELECT path FROM devices WHERE id = ?", &st);
 
 	if (err)
 		return err;
@@ -323,12 +323,11 @@ static int vdisk_scrub_picks(struct vdisk_db *db, int64_t pending,
 			continue;
 		err = vdisk_device_path(db, p->v[i].device, &path);
 		if (!err)
-			err = vdisk_scrub_range(db, path,
-						p->v[i].start * VDISK_SECTOR,
-						sectors * VDISK_SECTOR,
-						opts ? opts->progress : NULL,
-						opts ? opts->progress_arg : NULL,
-						done, total);
+			err = vdisk_scrub_range(
+				db, path, p->v[i].start * VDISK_SECTOR,
+				sectors * VDISK_SECTOR,
+				opts ? opts->progress : NULL,
+				opts ? opts->progress_arg : NULL, done, total);
 		free(path);
 		done += sectors * VDISK_SECTOR;
 		if (!err && (j == p->n ||
@@ -368,9 +367,10 @@ static int64_t vdisk_expires_at(int64_t expiry)
 static int vdisk_check_size(struct vdisk_db *db, uint64_t size)
 {
 	if (!size || size % VDISK_SECTOR || size > (uint64_t)INT64_MAX)
-		return vdisk_fail(db, -EINVAL,
-				  "a disk's size must be a positive multiple of %u bytes, not %llu",
-				  VDISK_SECTOR, (unsigned long long)size);
+		return vdisk_fail(
+			db, -EINVAL,
+			"a disk's size must be a positive multiple of %u bytes, not %llu",
+			VDISK_SECTOR, (unsigned long long)size);
 	return 0;
 }
 
@@ -380,8 +380,7 @@ static int vdisk_check_size(struct vdisk_db *db, uint64_t size)
  * scrubbing, without a transaction open; else inside the caller's.
  */
 static int vdisk_reserve(struct vdisk_db *db, uint64_t need, int64_t base,
-			 const struct vdisk_create_opts *opts,
-			 int64_t *holder)
+			 const struct vdisk_create_opts *opts, int64_t *holder)
 {
 	struct vdisk_picks p = { 0 };
 	int err;
@@ -480,15 +479,14 @@ static int vdisk_live(struct vdisk_db *db, int64_t id, uint64_t *size,
 	sqlite3_stmt *st;
 	int err, rc;
 
-	err = vdisk_prepare(
-		db,
-		"SELECT v.size, v.state, v.expires,"
-		" (SELECT coalesce(sum(sectors), 0) FROM extents"
-		"  WHERE vdisk = v.id),"
-		" (SELECT coalesce(max(part) + 1, 0) FROM extents"
-		"  WHERE vdisk = v.id)"
-		" FROM vdisks v WHERE v.id = ?",
-		&st);
+	err = vdisk_prepare(db,
+			    "SELECT v.size, v.state, v.expires,"
+			    " (SELECT coalesce(sum(sectors), 0) FROM extents"
+			    "  WHERE vdisk = v.id),"
+			    " (SELECT coalesce(max(part) + 1, 0) FROM extents"
+			    "  WHERE vdisk = v.id)"
+			    " FROM vdisks v WHERE v.id = ?",
+			    &st);
 	if (err)
 		return err;
 	sqlite3_bind_int64(st, 1, id);
@@ -520,7 +518,8 @@ static int vdisk_set_size(struct vdisk_db *db, int64_t id, uint64_t size)
 {
 	char sql[96];
 
-	snprintf(sql, sizeof(sql), "UPDATE vdisks SET size = %llu WHERE id = %lld",
+	snprintf(sql, sizeof(sql),
+		 "UPDATE vdisks SET size = %llu WHERE id = %lld",
 		 (unsigned long long)size, (long long)id);
 	return vdisk_exec(db, sql);
 }
@@ -542,10 +541,11 @@ int vdisk_enlarge(struct vdisk_db *db, int64_t id, uint64_t size,
 		return err;
 	err = vdisk_live(db, id, &cur, &held, &nparts);
 	if (!err && size <= cur)
-		err = vdisk_fail(db, -EINVAL,
-				 "VD %lld: %llu MiB is not larger than its %llu MiB",
-				 (long long)id, (unsigned long long)(size >> 20),
-				 (unsigned long long)(cur >> 20));
+		err = vdisk_fail(
+			db, -EINVAL,
+			"VD %lld: %llu MiB is not larger than its %llu MiB",
+			(long long)id, (unsigned long long)(size >> 20),
+			(unsigned long long)(cur >> 20));
 	if (err)
 		goto fail;
 	if (size <= held || (opts && opts->no_scrub)) {

@@ -75,7 +75,7 @@ static const char *const vdisk_migrations[] = {
 	"  UNIQUE (domid, devnode));",
 };
 
-#define VDISK_SCHEMA_VERSION                                                \
+#define VDISK_SCHEMA_VERSION \
 	(int)(sizeof(vdisk_migrations) / sizeof(vdisk_migrations[0]))
 
 int vdisk_fail(struct vdisk_db *db, int err, const char *fmt, ...)
@@ -118,8 +118,8 @@ int vdisk_sqlfail(struct vdisk_db *db, const char *what)
 {
 	int rc = sqlite3_extended_errcode(db->sql);
 
-	return vdisk_fail(db, vdisk_sql_errno(rc), "%s: %s: %s", db->path,
-			  what, sqlite3_errmsg(db->sql));
+	return vdisk_fail(db, vdisk_sql_errno(rc), "%s: %s: %s", db->path, what,
+			  sqlite3_errmsg(db->sql));
 }
 
 int vdisk_exec(struct vdisk_db *db, const char *sql)
@@ -153,8 +153,8 @@ int vdisk_prepare(struct vdisk_db *db, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
-int vdisk_query_int(struct vdisk_db *db, const char *sql, int64_t a,
-		    int64_t b, int64_t *out)
+int vdisk_query_int(struct vdisk_db *db, const char *sql, int64_t a, int64_t b,
+		    int64_t *out)
 {
 	sqlite3_stmt *st;
 	int rc, err;
@@ -203,10 +203,10 @@ static int vdisk_migrate(struct vdisk_db *db)
 	if (err)
 		goto fail;
 	if (version > VDISK_SCHEMA_VERSION) {
-		err = vdisk_fail(db, -EPROTO,
-				 "%s: schema version %lld is newer than this libvdisk's %d",
-				 db->path, (long long)version,
-				 VDISK_SCHEMA_VERSION);
+		err = vdisk_fail(
+			db, -EPROTO,
+			"%s: schema version %lld is newer than this libvdisk's %d",
+			db->path, (long long)version, VDISK_SCHEMA_VERSION);
 		goto fail;
 	}
 	for (i = (int)version; i < VDISK_SCHEMA_VERSION; i++) {
@@ -317,8 +317,8 @@ int vdisk_parse_size(const char *s, uint64_t *out)
 		return 0;
 	}
 	u = strchr(units, toupper((unsigned char)*end));
-	if (!u || !*u || (end[1] && strcasecmp(end + 1, "iB") &&
-			  strcasecmp(end + 1, "B")))
+	if (!u || !*u ||
+	    (end[1] && strcasecmp(end + 1, "iB") && strcasecmp(end + 1, "B")))
 		return -EINVAL;
 	shift = 10 * (int)(u - units + 1);
 	if (v > (~0ull >> shift))

@@ -80,8 +80,8 @@ static int vdisk_set_expiry(struct vdisk_db *db, int64_t id, int64_t expires)
 
 enum vdisk_change { VDISK_REFRESH, VDISK_DELETE, VDISK_UNDELETE };
 
-static int vdisk_change(struct vdisk_db *db, int64_t id,
-			enum vdisk_change what, int64_t expiry)
+static int vdisk_change(struct vdisk_db *db, int64_t id, enum vdisk_change what,
+			int64_t expiry)
 {
 	struct vdisk_info info;
 	int64_t now = vdisk_now();
@@ -97,9 +97,10 @@ static int vdisk_change(struct vdisk_db *db, int64_t id,
 	if (err)
 		goto fail;
 	if (what != VDISK_UNDELETE && info.expired) {
-		err = vdisk_fail(db, -ESTALE,
-				 "VD %lld has already expired (vd_undelete brings it back)",
-				 (long long)id);
+		err = vdisk_fail(
+			db, -ESTALE,
+			"VD %lld has already expired (vd_undelete brings it back)",
+			(long long)id);
 		goto fail;
 	}
 	switch (what) {
@@ -113,12 +114,13 @@ static int vdisk_change(struct vdisk_db *db, int64_t id,
 		break;
 	case VDISK_UNDELETE:
 		if (!info.expired)
-			err = vdisk_fail(db, -EINVAL,
-					 "VD %lld has not expired", (long long)id);
-		else if (info.reused)
-			err = vdisk_fail(db, -ESTALE,
-					 "VD %lld cannot be undeleted: its extents were given to another disk",
+			err = vdisk_fail(db, -EINVAL, "VD %lld has not expired",
 					 (long long)id);
+		else if (info.reused)
+			err = vdisk_fail(
+				db, -ESTALE,
+				"VD %lld cannot be undeleted: its extents were given to another disk",
+				(long long)id);
 		else
 			err = vdisk_set_expiry(db, id, 0);
 		break;
@@ -221,10 +223,11 @@ static int vdisk_map(struct vdisk_db *db, int64_t id, uint64_t size,
 	if (!err && left && rc != SQLITE_DONE)
 		err = vdisk_sqlfail(db, "reading the extent map");
 	else if (!err && left)
-		err = vdisk_fail(db, -EUCLEAN,
-				 "VD %lld: its extents hold %llu bytes less than its size",
-				 (long long)id,
-				 (unsigned long long)(left * VDISK_SECTOR));
+		err = vdisk_fail(
+			db, -EUCLEAN,
+			"VD %lld: its extents hold %llu bytes less than its size",
+			(long long)id,
+			(unsigned long long)(left * VDISK_SECTOR));
 	sqlite3_finalize(st);
 	if (err) {
 		vdisk_runs_free(v, n);
@@ -264,13 +267,14 @@ int vdisk_list(struct vdisk_db *db, unsigned flags, struct vdisk_info **list,
 	sqlite3_stmt *st;
 	int err, rc;
 
-	err = vdisk_prepare(db,
-			    "SELECT v.id, v.size, v.created, v.expires, v.reused,"
-			    " (SELECT count(*) FROM extents WHERE vdisk = v.id)"
-			    " FROM vdisks v WHERE state = 'live'"
-			    " AND (?1 OR expires = 0 OR expires > ?2)"
-			    " ORDER BY v.id",
-			    &st);
+	err = vdisk_prepare(
+		db,
+		"SELECT v.id, v.size, v.created, v.expires, v.reused,"
+		" (SELECT count(*) FROM extents WHERE vdisk = v.id)"
+		" FROM vdisks v WHERE state = 'live'"
+		" AND (?1 OR expires = 0 OR expires > ?2)"
+		" ORDER BY v.id",
+		&st);
 	if (err)
 		return err;
 	sqlite3_bind_int(st, 1, !!(flags & VDISK_LIST_ALL));

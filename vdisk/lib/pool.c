@@ -54,8 +54,8 @@ static void vdisk_partition_parent(dev_t rdev, char *out, size_t len)
 		 major(rdev), minor(rdev));
 	if (access(path, F_OK))
 		return;
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../dev",
-		 major(rdev), minor(rdev));
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../dev", major(rdev),
+		 minor(rdev));
 	vdisk_read_line(path, dev, sizeof(dev));
 	if (dev[0])
 		snprintf(out, len, "blk:%s", dev);
@@ -186,9 +186,8 @@ static int vdisk_dev_in_use(struct vdisk_db *db, const struct vdisk_dev *d)
 
 	if (!d->bdev) {
 		if (vdisk_loop_backed(d->path, what, sizeof(what)))
-			return vdisk_fail(db, -EBUSY,
-					  "%s: in use: it backs %s", d->path,
-					  what);
+			return vdisk_fail(db, -EBUSY, "%s: in use: it backs %s",
+					  d->path, what);
 		return 0;
 	}
 	if (vdisk_mounted(d->rdev, what, sizeof(what)))
@@ -200,9 +199,10 @@ static int vdisk_dev_in_use(struct vdisk_db *db, const struct vdisk_dev *d)
 	/* the kernel's own word: O_EXCL fails on a mounted or claimed disk */
 	fd = open(d->path, O_RDONLY | O_EXCL | O_CLOEXEC);
 	if (fd < 0 && errno == EBUSY)
-		return vdisk_fail(db, -EBUSY,
-				  "%s: in use (mounted, or held by another driver)",
-				  d->path);
+		return vdisk_fail(
+			db, -EBUSY,
+			"%s: in use (mounted, or held by another driver)",
+			d->path);
 	if (fd >= 0)
 		close(fd);
 	return 0;
@@ -240,9 +240,8 @@ static int vdisk_dev_conflict(struct vdisk_db *db, const struct vdisk_dev *d)
 	return err;
 }
 
-static int vdisk_add_extents(struct vdisk_db *db, int64_t devid,
-			     int64_t holder, uint64_t count,
-			     uint64_t extent_size)
+static int vdisk_add_extents(struct vdisk_db *db, int64_t devid, int64_t holder,
+			     uint64_t count, uint64_t extent_size)
 {
 	uint64_t sectors = extent_size / VDISK_SECTOR, i;
 	sqlite3_stmt *st;
@@ -268,8 +267,7 @@ static int vdisk_add_extents(struct vdisk_db *db, int64_t devid,
 	return err;
 }
 
-int vdisk_format(struct vdisk_db *db, const char *device,
-		 uint64_t extent_size)
+int vdisk_format(struct vdisk_db *db, const char *device, uint64_t extent_size)
 {
 	struct vdisk_dev d;
 	int64_t now = vdisk_now(), devid, holder;
@@ -281,9 +279,10 @@ int vdisk_format(struct vdisk_db *db, const char *device,
 		extent_size = VDISK_DEFAULT_EXTENT;
 	/* whole MiB: every run stays aligned for O_DIRECT on any device */
 	if (extent_size % (1u << 20))
-		return vdisk_fail(db, -EINVAL,
-				  "%s: extent size %llu is not a multiple of 1 MiB",
-				  device, (unsigned long long)extent_size);
+		return vdisk_fail(
+			db, -EINVAL,
+			"%s: extent size %llu is not a multiple of 1 MiB",
+			device, (unsigned long long)extent_size);
 	err = vdisk_dev_probe(db, device, &d);
 	if (err)
 		return err;

@@ -35,9 +35,8 @@ static uint64_t vdisk_sysfs_u64(dev_t rdev, const char *attr)
 	f = fopen(path, "re");
 	if (!f) {
 		/* a partition: the queue is its disk's */
-		snprintf(path, sizeof(path),
-			 "/sys/dev/block/%u:%u/../queue/%s", major(rdev),
-			 minor(rdev), attr);
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../queue/%s",
+			 major(rdev), minor(rdev), attr);
 		f = fopen(path, "re");
 	}
 	if (!f)
@@ -48,8 +47,13 @@ static uint64_t vdisk_sysfs_u64(dev_t rdev, const char *attr)
 	return strtoull(buf, NULL, 10);
 }
 
-enum vdisk_zero_how { ZERO_WRITE, ZERO_BLKZEROOUT, ZERO_BLKDISCARD,
-		      ZERO_PUNCH, ZERO_RANGE };
+enum vdisk_zero_how {
+	ZERO_WRITE,
+	ZERO_BLKZEROOUT,
+	ZERO_BLKDISCARD,
+	ZERO_PUNCH,
+	ZERO_RANGE
+};
 
 static enum vdisk_zero_how vdisk_zero_method(const struct stat *st)
 {
@@ -100,14 +104,14 @@ static int vdisk_zero_chunk(int fd, enum vdisk_zero_how *how, uint64_t off,
 			rc = ioctl(fd, BLKDISCARD, range);
 			break;
 		case ZERO_PUNCH:
-			rc = fallocate(fd,
-				       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)off, (off_t)len);
+			rc = fallocate(
+				fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)off, (off_t)len);
 			break;
 		case ZERO_RANGE:
-			rc = fallocate(fd,
-				       FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)off, (off_t)len);
+			rc = fallocate(
+				fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				(off_t)off, (off_t)len);
 			break;
 		default:
 			return vdisk_write_zeroes(fd, off, len);

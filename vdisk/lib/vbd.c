@@ -77,9 +77,10 @@ static int vdisk_target_pool(struct vdisk_db *db, const struct vdisk_target *t,
 	sqlite3_bind_text(st, 1, t->ident, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, t->parent, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
-		err = vdisk_fail(db, -EBUSY,
-				 "%s overlaps %s of the virtual-disk pool, whose extents belong to virtual disks (--expert 2 to force)",
-				 target, (const char *)sqlite3_column_text(st, 0));
+		err = vdisk_fail(
+			db, -EBUSY,
+			"%s overlaps %s of the virtual-disk pool, whose extents belong to virtual disks (--expert 2 to force)",
+			target, (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return err;
 }
@@ -132,7 +133,8 @@ int vdisk_vbd_add(struct vdisk_db *db, const struct vdisk_vbd *vbd)
 	int err;
 
 	if (vbd->expert < 0 || vbd->expert > 2)
-		return vdisk_fail(db, -EINVAL, "expert level %d: expected 0, 1 or 2",
+		return vdisk_fail(db, -EINVAL,
+				  "expert level %d: expected 0, 1 or 2",
 				  vbd->expert);
 	err = vdisk_begin(db);
 	if (err)
@@ -144,12 +146,13 @@ int vdisk_vbd_add(struct vdisk_db *db, const struct vdisk_vbd *vbd)
 		err = vdisk_sharing(db, vbd, &t);
 	if (err)
 		goto fail;
-	err = vdisk_prepare(db,
-			    "INSERT INTO vbds (domid, devnode, target, vdisk,"
-			    " ident, parent, writable, expert, backend, created)"
-			    " VALUES (?, ?, ?, NULLIF(?, 0), NULLIF(?, ''),"
-			    " NULLIF(?, ''), ?, ?, ?, ?)",
-			    &st);
+	err = vdisk_prepare(
+		db,
+		"INSERT INTO vbds (domid, devnode, target, vdisk,"
+		" ident, parent, writable, expert, backend, created)"
+		" VALUES (?, ?, ?, NULLIF(?, 0), NULLIF(?, ''),"
+		" NULLIF(?, ''), ?, ?, ?, ?)",
+		&st);
 	if (err)
 		goto fail;
 	sqlite3_bind_int64(st, 1, vbd->domid);
@@ -165,9 +168,10 @@ int vdisk_vbd_add(struct vdisk_db *db, const struct vdisk_vbd *vbd)
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		if ((sqlite3_extended_errcode(db->sql) & 0xff) ==
 		    SQLITE_CONSTRAINT)
-			err = vdisk_fail(db, -EEXIST,
-					 "%s of domain %lld is already attached",
-					 vbd->devnode, (long long)vbd->domid);
+			err = vdisk_fail(
+				db, -EEXIST,
+				"%s of domain %lld is already attached",
+				vbd->devnode, (long long)vbd->domid);
 		else
 			err = vdisk_sqlfail(db, "recording the VBD");
 	}
@@ -200,9 +204,8 @@ static int vdisk_vbd_exec(struct vdisk_db *db, const char *sql, int64_t domid,
 	if (sqlite3_step(st) != SQLITE_DONE)
 		err = vdisk_sqlfail(db, "updating the VBD");
 	else if (!sqlite3_changes(db->sql))
-		err = vdisk_fail(db, -ENOENT,
-				 "%s of domain %lld: no such VBD", devnode,
-				 (long long)domid);
+		err = vdisk_fail(db, -ENOENT, "%s of domain %lld: no such VBD",
+				 devnode, (long long)domid);
 	sqlite3_finalize(st);
 	if (!err)
 		return vdisk_commit(db);
@@ -222,9 +225,9 @@ int vdisk_vbd_set_backend(struct vdisk_db *db, int64_t domid,
 
 int vdisk_vbd_remove(struct vdisk_db *db, int64_t domid, const char *devnode)
 {
-	return vdisk_vbd_exec(db,
-			      "DELETE FROM vbds WHERE domid = ?1 AND devnode = ?2",
-			      domid, devnode, NULL);
+	return vdisk_vbd_exec(
+		db, "DELETE FROM vbds WHERE domid = ?1 AND devnode = ?2", domid,
+		devnode, NULL);
 }
 
 static char *vdisk_dup_col(sqlite3_stmt *st, int col)

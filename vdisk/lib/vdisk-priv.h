@@ -29,8 +29,8 @@ void vdisk_rollback(struct vdisk_db *db);
 int vdisk_exec(struct vdisk_db *db, const char *sql);
 int vdisk_prepare(struct vdisk_db *db, const char *sql, sqlite3_stmt **st);
 /* one-row integer query with up to two integer parameters */
-int vdisk_query_int(struct vdisk_db *db, const char *sql, int64_t a,
-		    int64_t b, int64_t *out);
+int vdisk_query_int(struct vdisk_db *db, const char *sql, int64_t a, int64_t b,
+		    int64_t *out);
 int64_t vdisk_now(void);
 
 /* Zero [start, start + len) bytes of path durably (scrub.c). */

@@ -58,8 +58,8 @@ static uint64_t free_mib(struct vdisk_db *db)
 }
 
 /* the disk's map as one string, for comparing maps */
-static void map_str(struct vdisk_db *db, int64_t id, unsigned flags,
-		    char *out, size_t len)
+static void map_str(struct vdisk_db *db, int64_t id, unsigned flags, char *out,
+		    size_t len)
 {
 	struct vdisk_run *r;
 	size_t n, i, o = 0;
@@ -210,7 +210,8 @@ static void test_reuse(struct vdisk_db *db, int64_t *v)
 	is(vdisk_undelete(db, v[0]), 0, "the other one can");
 	map_str(db, v[0], 0, got, sizeof(got));
 	is(strcmp(got, m2), 0, "with its map intact: %s", got);
-	is(vdisk_undelete(db, v[0]), -EINVAL, "undeleting a live disk is refused");
+	is(vdisk_undelete(db, v[0]), -EINVAL,
+	   "undeleting a live disk is refused");
 	v[1] = n;
 }
 
@@ -225,7 +226,8 @@ static void test_expiry(struct vdisk_db *db, int64_t *v)
 	is(vdisk_create(db, 2 * MiB, 1, &o, &e), 0, "create with expiry 1 s");
 	is(vdisk_refresh(db, e, 1), 0, "refresh it (1 s from now)");
 	sleep(2);
-	is(vdisk_refresh(db, e, 100), -ESTALE, "an expired disk cannot be refreshed");
+	is(vdisk_refresh(db, e, 100), -ESTALE,
+	   "an expired disk cannot be refreshed");
 	is(vdisk_list(db, 0, &list, &n), 0, "list");
 	for (i = 0; i < n; i++)
 		live += list[i].id == e;
@@ -259,7 +261,8 @@ static void test_enlarge(struct vdisk_db *db, int64_t *v)
 		sectors += r[i].sectors;
 	vdisk_runs_free(r, n);
 	is(sectors * VDISK_SECTOR, 6 * MiB, "the map covers the new size");
-	is(vdisk_enlarge(db, v[0], 5 * MiB, &o), -EINVAL, "shrinking is refused");
+	is(vdisk_enlarge(db, v[0], 5 * MiB, &o), -EINVAL,
+	   "shrinking is refused");
 }
 
 static void test_scrub(struct vdisk_db *db)
@@ -268,14 +271,16 @@ static void test_scrub(struct vdisk_db *db)
 	int64_t a, b;
 
 	mkfile("b", 8 * MiB);
-	is(vdisk_format(db, path_in("b"), 2 * MiB), 0, "format b, 2 MiB extents");
+	is(vdisk_format(db, path_in("b"), 2 * MiB), 0,
+	   "format b, 2 MiB extents");
 	/* whatever the file held before and what disks wrote since */
 	fill("b", 0xa5);
 	is(vdisk_create(db, 8 * MiB, 0, &raw, &a), 0,
 	   "--no-scrub hands out space as it is");
 	ok(!disk_zero(db, a), "and the old bytes show through");
 	is(vdisk_delete(db, a), 0, "delete it");
-	is(vdisk_create(db, 8 * MiB, 0, &o, &b), 0, "create over the same space");
+	is(vdisk_create(db, 8 * MiB, 0, &o, &b), 0,
+	   "create over the same space");
 	ok(disk_zero(db, b), "the new disk reads zeroes everywhere");
 	is(vdisk_delete(db, b), 0, "delete it");
 }
@@ -298,8 +303,9 @@ static void test_crash(struct vdisk_db *db)
 
 	mkfile("c", 16 * MiB);
 	is(vdisk_format(db, path_in("c"), MiB), 0, "format c");
-	is(vdisk_create(db, 16 * MiB, 0, &(struct vdisk_create_opts){ .no_scrub = true }, &b), 0,
-	   "a disk over all of c");
+	is(vdisk_create(db, 16 * MiB, 0,
+			&(struct vdisk_create_opts){ .no_scrub = true }, &b),
+	   0, "a disk over all of c");
 	fill("c", 0x77);
 	is(vdisk_delete(db, b), 0, "deleted: c is free and full of its bytes");
 	is(vdisk_freespace(db, &s), 0, "freespace");
@@ -326,12 +332,15 @@ static void test_crash(struct vdisk_db *db)
 static void test_vbds(struct vdisk_db *db, int64_t *v)
 {
 	char target[64];
-	struct vdisk_vbd a = { .domid = 1, .devnode = "/dev/xvda",
+	struct vdisk_vbd a = { .domid = 1,
+			       .devnode = "/dev/xvda",
 			       .writable = true };
-	struct vdisk_vbd b = { .domid = 2, .devnode = "/dev/xvdb",
+	struct vdisk_vbd b = { .domid = 2,
+			       .devnode = "/dev/xvdb",
 			       .writable = true };
 	struct vdisk_vbd c = { .domid = 3, .devnode = "/dev/xvdc" };
-	struct vdisk_vbd phy = { .domid = 4, .devnode = "/dev/xvdd",
+	struct vdisk_vbd phy = { .domid = 4,
+				 .devnode = "/dev/xvdd",
 				 .writable = true };
 	char phytarget[200];
 
@@ -342,15 +351,18 @@ static void test_vbds(struct vdisk_db *db, int64_t *v)
 	is(vdisk_vbd_add(db, &b), -EBUSY, "a second writer is refused");
 	ok(strstr(vdisk_errmsg(db), "needs --expert 2"), "message: %s",
 	   vdisk_errmsg(db));
-	is(vdisk_vbd_add(db, &c), -EBUSY, "a reader beside a writer is refused");
+	is(vdisk_vbd_add(db, &c), -EBUSY,
+	   "a reader beside a writer is refused");
 	c.expert = 1;
 	is(vdisk_vbd_add(db, &c), 0, "...unless expert level 1");
 	b.expert = 2;
 	is(vdisk_vbd_add(db, &b), 0, "two writers at expert level 2");
-	is(vdisk_delete(db, v[0]), -EBUSY, "an attached disk cannot be deleted");
+	is(vdisk_delete(db, v[0]), -EBUSY,
+	   "an attached disk cannot be deleted");
 	snprintf(phytarget, sizeof(phytarget), "phy:%s", path_in("a"));
 	phy.target = phytarget;
-	is(vdisk_vbd_add(db, &phy), -EBUSY, "a pool device cannot be a phy: VBD");
+	is(vdisk_vbd_add(db, &phy), -EBUSY,
+	   "a pool device cannot be a phy: VBD");
 	ok(strstr(vdisk_errmsg(db), "virtual-disk pool"), "message: %s",
 	   vdisk_errmsg(db));
 	mkfile("loose", 4 * MiB);
@@ -359,7 +371,8 @@ static void test_vbds(struct vdisk_db *db, int64_t *v)
 	is(vdisk_format(db, path_in("loose"), MiB), -EEXIST,
 	   "and then cannot join the pool");
 	is(vdisk_vbd_remove(db, 1, "/dev/xvda"), 0, "detach");
-	is(vdisk_vbd_remove(db, 1, "/dev/xvda"), -ENOENT, "detach again: no such VBD");
+	is(vdisk_vbd_remove(db, 1, "/dev/xvda"), -ENOENT,
+	   "detach again: no such VBD");
 	is(vdisk_vbd_remove(db, 2, "/dev/xvdb"), 0, "detach");
 	is(vdisk_vbd_remove(db, 3, "/dev/xvdc"), 0, "detach");
 	is(vdisk_vbd_remove(db, 4, "/dev/xvdd"), 0, "detach");
@@ -388,8 +401,8 @@ int main(void)
 	test_vbds(db, v);
 	vdisk_free(db);
 	db = vdisk_new();
-	is(vdisk_open(db, path_in("none/x.sqlite"), VDISK_OPEN_EXISTING), -ENOENT,
-	   "opening a missing database for reading is refused");
+	is(vdisk_open(db, path_in("none/x.sqlite"), VDISK_OPEN_EXISTING),
+	   -ENOENT, "opening a missing database for reading is refused");
 	vdisk_free(db);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd))

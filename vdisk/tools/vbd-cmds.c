@@ -152,9 +152,13 @@ static int vbd_dom0_attach(struct vdisk_db *db, const struct vdisk_vbd *v,
 	vbd_image(db, v->target, image, sizeof(image));
 	vbd_tapctl(tapctl, sizeof(tapctl));
 	{
-		char *argv[] = { tapctl, "create", "--fuse", d->fuse,
+		char *argv[] = { tapctl,
+				 "create",
+				 "--fuse",
+				 d->fuse,
 				 v->writable ? image : "-R",
-				 v->writable ? NULL : image, NULL };
+				 v->writable ? NULL : image,
+				 NULL };
 
 		if (vbd_run(argv, out, sizeof(out))) {
 			td_err("%s: tap-ctl create --fuse %s %s failed (is blktapctrl running?)",
@@ -170,9 +174,13 @@ static int vbd_dom0_attach(struct vdisk_db *db, const struct vdisk_vbd *v,
 	}
 	/* the FUSE mount may still be settling when create answers */
 	for (i = 0; i < 50; i++) {
-		char *argv[] = { "losetup", "--find", "--show", "--direct-io=on",
+		char *argv[] = { "losetup",
+				 "--find",
+				 "--show",
+				 "--direct-io=on",
 				 v->writable ? d->fuse : "-r",
-				 v->writable ? NULL : d->fuse, NULL };
+				 v->writable ? NULL : d->fuse,
+				 NULL };
 
 		if (!vbd_run(argv, out, sizeof(out)))
 			break;
@@ -202,13 +210,15 @@ static void vbd_xl_spec(struct vdisk_db *db, const struct vdisk_vbd *v,
 		snprintf(buf, len, "format=raw,vdev=%s,access=%s,target=%s",
 			 vdev, access, v->target + 4);
 	else if (!strncmp(v->target, "vd:", 3))
-		snprintf(buf, len,
-			 "format=raw,vdev=%s,access=%s,script=block-vd,target=%s",
-			 vdev, access, v->target);
+		snprintf(
+			buf, len,
+			"format=raw,vdev=%s,access=%s,script=block-vd,target=%s",
+			vdev, access, v->target);
 	else
-		snprintf(buf, len,
-			 "format=raw,vdev=%s,access=%s,script=block-tap,target=%s",
-			 vdev, access, v->target);
+		snprintf(
+			buf, len,
+			"format=raw,vdev=%s,access=%s,script=block-tap,target=%s",
+			vdev, access, v->target);
 	free(name);
 }
 
@@ -271,7 +281,8 @@ static int vbd_remove(struct vdisk_db *db, int64_t domid, const char *devnode)
 	if (domid) {
 		char id[24], *name = strdup(devnode);
 		char *argv[] = { "xl", "block-detach", id,
-				 name ? basename(name) : (char *)devnode, NULL };
+				 name ? basename(name) : (char *)devnode,
+				 NULL };
 
 		snprintf(id, sizeof(id), "%lld", (long long)domid);
 		err = vbd_have("xl") && !vbd_run(argv, NULL, 0) ? 0 : -EIO;
@@ -283,8 +294,8 @@ static int vbd_remove(struct vdisk_db *db, int64_t domid, const char *devnode)
 		const char *b = v.backend ? v.backend : "";
 		char loop[64] = "";
 
-		if (sscanf(b, "minor=%ld loop=%63s fuse=%4095s", &d.minor,
-			   loop, d.fuse) == 3)
+		if (sscanf(b, "minor=%ld loop=%63s fuse=%4095s", &d.minor, loop,
+			   d.fuse) == 3)
 			snprintf(d.loop, sizeof(d.loop), "%s", loop);
 		if (d.loop[0]) {
 			/* a loop device still mounted must stay: refuse */
@@ -319,11 +330,13 @@ static void vbd_usage(bool add, FILE *f)
 			"Writable sharing is refused unless --expert 1 (one writer among\n"
 			"readers) or 2 (anything).\n");
 	else
-		fprintf(f, "Usage: remove_vbd_from_dom [--db PATH] DEVNODE DOMID\n"
-			   "Take back a VBD given by add_vbd_to_dom.\n");
-	fprintf(f, "\n  --db PATH   the pool database (default $VDISK_DB, else %s)\n"
-		   "  -h, --help  this help\n\n"
-		   "Exit status: 0 done, 1 error, 2 usage error.\n",
+		fprintf(f,
+			"Usage: remove_vbd_from_dom [--db PATH] DEVNODE DOMID\n"
+			"Take back a VBD given by add_vbd_to_dom.\n");
+	fprintf(f,
+		"\n  --db PATH   the pool database (default $VDISK_DB, else %s)\n"
+		"  -h, --help  this help\n\n"
+		"Exit status: 0 done, 1 error, 2 usage error.\n",
 		VDISK_DEFAULT_DB);
 }
 

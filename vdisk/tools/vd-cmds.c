@@ -172,7 +172,8 @@ static struct json_object *vd_info_json(const struct vdisk_info *v)
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", json_object_new_int64(v->id));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)v->size));
+	json_object_object_add(o, "size",
+			       json_object_new_int64((int64_t)v->size));
 	json_object_object_add(o, "size_mb",
 			       json_object_new_int64((int64_t)(v->size >> 20)));
 	json_object_object_add(o, "created", json_object_new_int64(v->created));
@@ -255,12 +256,16 @@ static int vd_info(struct vdisk_db *db, char **argv)
 		for (i = 0; i < n; i++) {
 			struct json_object *r = json_object_new_object();
 
-			json_object_object_add(r, "device",
-					       json_object_new_string(runs[i].device));
-			json_object_object_add(r, "start_sector",
-					       json_object_new_int64((int64_t)runs[i].start));
-			json_object_object_add(r, "nr_sectors",
-					       json_object_new_int64((int64_t)runs[i].sectors));
+			json_object_object_add(
+				r, "device",
+				json_object_new_string(runs[i].device));
+			json_object_object_add(
+				r, "start_sector",
+				json_object_new_int64((int64_t)runs[i].start));
+			json_object_object_add(
+				r, "nr_sectors",
+				json_object_new_int64(
+					(int64_t)runs[i].sectors));
 			json_object_array_add(a, r);
 		}
 		json_object_object_add(o, "map", a);
@@ -269,9 +274,12 @@ static int vd_info(struct vdisk_db *db, char **argv)
 		char exp[32];
 
 		vd_fmt_expiry(info.expires, exp, sizeof(exp));
-		printf("VD %" PRId64 ": %" PRIu64 " MiB, %u extents, %s, expires %s\n",
-		       id, info.size >> 20, info.nextents, vd_state(&info), exp);
-		printf("%-24s %14s %14s\n", "DEVICE", "START_SECTOR", "SECTORS");
+		printf("VD %" PRId64 ": %" PRIu64
+		       " MiB, %u extents, %s, expires %s\n",
+		       id, info.size >> 20, info.nextents, vd_state(&info),
+		       exp);
+		printf("%-24s %14s %14s\n", "DEVICE", "START_SECTOR",
+		       "SECTORS");
 		for (i = 0; i < n; i++)
 			printf("%-24s %14" PRIu64 " %14" PRIu64 "\n",
 			       runs[i].device, runs[i].start, runs[i].sectors);
@@ -290,17 +298,23 @@ static int vd_freespace(struct vdisk_db *db, char **argv)
 	if (opt.json) {
 		struct json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "free_mb",
-				       json_object_new_int64((int64_t)(s.free_bytes >> 20)));
-		json_object_object_add(o, "free_bytes",
-				       json_object_new_int64((int64_t)s.free_bytes));
-		json_object_object_add(o, "total_bytes",
-				       json_object_new_int64((int64_t)s.total_bytes));
-		json_object_object_add(o, "free_extents",
-				       json_object_new_int64((int64_t)s.free_extents));
-		json_object_object_add(o, "dirty_extents",
-				       json_object_new_int64((int64_t)s.dirty_extents));
-		json_object_object_add(o, "devices", json_object_new_int(s.devices));
+		json_object_object_add(
+			o, "free_mb",
+			json_object_new_int64((int64_t)(s.free_bytes >> 20)));
+		json_object_object_add(
+			o, "free_bytes",
+			json_object_new_int64((int64_t)s.free_bytes));
+		json_object_object_add(
+			o, "total_bytes",
+			json_object_new_int64((int64_t)s.total_bytes));
+		json_object_object_add(
+			o, "free_extents",
+			json_object_new_int64((int64_t)s.free_extents));
+		json_object_object_add(
+			o, "dirty_extents",
+			json_object_new_int64((int64_t)s.dirty_extents));
+		json_object_object_add(o, "devices",
+				       json_object_new_int(s.devices));
 		vd_print_json(o);
 	} else {
 		/* the free MB alone, as XenoUtil's vd_freespace() returned */
@@ -336,8 +350,8 @@ static const struct vd_cmd vd_cmds[] = {
 	{ "vd_info", "ID [--json]",
 	  "Show a disk and its extent map: device, start sector, sectors.", 1,
 	  1, vd_info },
-	{ "vd_freespace", "[--json]", "Print the free space of the pool, in MB.",
-	  0, 0, vd_freespace },
+	{ "vd_freespace", "[--json]",
+	  "Print the free space of the pool, in MB.", 0, 0, vd_freespace },
 	{ "vd_enlarge", "ID SIZE_MB [-p] [--no-scrub]",
 	  "Grow a disk to SIZE_MB megabytes; new space is zeroed as by vd_create.",
 	  2, 2, vd_enlarge },
@@ -347,9 +361,10 @@ static void vd_usage(const struct vd_cmd *c, FILE *f)
 {
 	fprintf(f, "Usage: %s [--db PATH] %s\n%s\n\n", c->name, c->args,
 		c->help);
-	fprintf(f, "  --db PATH   the pool database (default $VDISK_DB, else %s)\n"
-		   "  -h, --help  this help\n\n"
-		   "Exit status: 0 done, 1 error, 2 usage error. See %s(8).\n",
+	fprintf(f,
+		"  --db PATH   the pool database (default $VDISK_DB, else %s)\n"
+		"  -h, --help  this help\n\n"
+		"Exit status: 0 done, 1 error, 2 usage error. See %s(8).\n",
 		VDISK_DEFAULT_DB, c->name);
 }
 
