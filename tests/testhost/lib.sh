@@ -60,6 +60,9 @@ qemu_run() {
 	QEMU_RC=${PIPESTATUS[0]}
 	set -e
 	echo "qemu exit status $QEMU_RC after $(($(date +%s) - t0))s; console log $log"
+	case $QEMU_RC in
+	124 | 137) echo "qemu timed out after ${tmo}s (TMO)" ;;
+	esac
 }
 
 # guest_check LOG NAME: did the guest print "TH-CHECK NAME OK"?
