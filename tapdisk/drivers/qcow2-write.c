@@ -93,7 +93,12 @@ static int zero_cluster(struct qcow2_op *op, struct qcow2_centry *e,
 	bool backing = img->parent != NULL;
 	bool keep = !op->discard && op->req &&
 		    (op->req->flags & TD_REQ_NO_HOLE);
-	bool whole = in == 0 && n == p->cluster_size;
+	bool whole;
+
+	/* past the disk's end nothing shows: the tail cluster counts whole */
+	if (op->pos + n >= p->h.size)
+		n = p->cluster_size - in;
+	whole = in == 0 && n == p->cluster_size;
 
 	if (p->data_raw && !op->discard)
 		return 0;
@@ -349,8 +354,27 @@ static void zeroes_common(struct td_image *img, struct td_request *req,
 	qcow2_lock(op, qcow2_write_step);
 }
 
+/*
+ * Zeroes are fast when the L2 entries alone say so: whole (sub)clusters,
+ * with zero flags or bitmaps to set. Anything else is written as data.
+ */
+static bool zeroes_fast(struct td_image *img, const struct td_request *req)
+{
+	struct qcow2_priv *p = img->priv;
+	uint64_t unit = 1ull << p->sc_bits;
+
+	if (p->data_raw || (p->h.version < 3 && img->parent))
+		return false;
+	return req->offset % unit == 0 &&
+	       (req->len % unit == 0 || req->offset + req->len == p->h.size);
+}
+
 void qcow2_write_zeroes(struct td_image *img, struct td_request *req)
 {
+	if ((req->flags & TD_REQ_FAST_ZERO) && !zeroes_fast(img, req)) {
+		td_request_complete(img, req, -ENOTSUP);
+		return;
+	}
 	zeroes_common(img, req, false);
 }
 

@@ -6,6 +6,7 @@
  * I/O engines.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -165,8 +166,8 @@ static void req_done(struct td_request *req, int err)
 	res[1] = 1;
 }
 
-static int do_req(struct td_image *img, enum td_op op, uint64_t off,
-		  uint64_t len, void *buf)
+static int do_req_flags(struct td_image *img, enum td_op op, unsigned flags,
+			uint64_t off, uint64_t len, void *buf)
 {
 	struct td_request req;
 	struct iovec iov = { buf, len };
@@ -174,6 +175,7 @@ static int do_req(struct td_image *img, enum td_op op, uint64_t off,
 
 	memset(&req, 0, sizeof(req));
 	req.op = op;
+	req.flags = flags;
 	req.offset = off;
 	req.len = len;
 	req.iov = buf ? &iov : NULL;
@@ -184,6 +186,12 @@ static int do_req(struct td_image *img, enum td_op op, uint64_t off,
 	for (i = 0; i < 10000 && !res[1]; i++)
 		td_loop_once(loop, 100);
 	return res[0];
+}
+
+static int do_req(struct td_image *img, enum td_op op, uint64_t off,
+		  uint64_t len, void *buf)
+{
+	return do_req_flags(img, op, 0, off, len, buf);
 }
 
 static void test_rw(const char *kind, const char *opts)
@@ -257,6 +265,7 @@ static void test_partial_zero(const char *kind, const char *opts)
 	struct td_image *img = NULL;
 	unsigned char *want, *got;
 	const uint64_t size = 1 << 20;
+	bool v2 = strstr(opts, "0.10") != NULL;
 	size_t i;
 	int rc, fd;
 
@@ -287,6 +296,16 @@ static void test_partial_zero(const char *kind, const char *opts)
 		if (ops[i].op == TD_OP_WRITE_ZEROES)
 			memset(want + ops[i].off, 0, ops[i].len);
 	}
+	/* fast zeroes: only where the L2 entries can say it */
+	is(do_req_flags(img, TD_OP_WRITE_ZEROES, TD_REQ_FAST_ZERO,
+			11 * 65536 + 512, 1024, NULL),
+	   -ENOTSUP, "%s: fast zeroes of a partial cluster: -ENOTSUP", kind);
+	rc = do_req_flags(img, TD_OP_WRITE_ZEROES, TD_REQ_FAST_ZERO,
+			  12 * 65536, 65536, NULL);
+	is(rc, v2 ? -ENOTSUP : 0, "%s: fast zeroes of a whole cluster: %s",
+	   kind, v2 ? "-ENOTSUP over a backing file in v2" : "done");
+	if (!rc)
+		memset(want + 12 * 65536, 0, 65536);
 	is(do_req(img, TD_OP_READ, 0, size, got), 0, "%s: read back", kind);
 	/* where a discard covers whole (sub)clusters, zeroes are as good */
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
@@ -406,6 +425,46 @@ static void test_concurrent(const char *kind, const char *opts)
 	free(got);
 }
 
+/* The disk's last cluster is partial: zeroing its visible part is whole. */
+static void test_tail_zero(void)
+{
+	char path[160], name[200], cmd[400];
+	struct td_image *img = NULL;
+	unsigned char *b = aligned_alloc(4096, 8192);
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/tail.qcow2", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s 1052672",
+		 path);
+	is(system(cmd), 0, "tail: qemu-img create");
+	snprintf(name, sizeof(name), "qcow2:%s", path);
+	rc = td_image_open_chain(name, 0, loop, io, &img);
+	is(rc, 0, "tail: opens");
+	if (rc) {
+		free(b);
+		return;
+	}
+	memset(b, 0x77, 8192);
+	is(do_req(img, TD_OP_WRITE, 1048576 - 4096, 8192, b), 0,
+	   "tail: data across the last cluster boundary");
+	is(do_req_flags(img, TD_OP_WRITE_ZEROES, TD_REQ_FAST_ZERO, 1048576,
+			4096, NULL),
+	   0, "tail: fast zeroes of the partial last cluster");
+	is(do_req(img, TD_OP_READ, 1048576 - 4096, 8192, b), 0,
+	   "tail: read back");
+	ok(b[0] == 0x77 && b[4095] == 0x77 && b[4096] == 0 && b[8191] == 0,
+	   "tail: data before, zeroes in the last cluster");
+	td_image_close_chain(img);
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", path);
+	is(system(cmd), 0, "tail: qemu-img check clean");
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img map --output=json %s | grep '\"start\": 1048576' "
+		 "| grep -q '\"data\": false'",
+		 path);
+	is(system(cmd), 0, "tail: a zero cluster, not zeroes written as data");
+	free(b);
+}
+
 int main(void)
 {
 	enum td_io_kind kinds[] = { TD_IO_URING, TD_IO_LIBAIO };
@@ -434,6 +493,7 @@ int main(void)
 			test_partial_zero("extl2", "-o extended_l2=on");
 			test_partial_zero("v2", "-o compat=0.10");
 			test_partial_zero("c4k", "-o cluster_size=4k");
+			test_tail_zero();
 			test_concurrent("plain", "");
 			test_concurrent("extl2", "-o extended_l2=on");
 		}
