@@ -92,7 +92,8 @@ PYTHON_SITEDIR ?= $(if $(wildcard /usr/lib/python3/dist-packages),/usr/lib/pytho
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all check check-unit check-system check-asan check-host bench install clean format
+.PHONY: all check check-unit check-system check-asan check-host install clean format
+.PHONY: bench bench-nbd bench-qcow2 bench-fuse bench-ctl
 .PHONY: install-vdisk bench-vdisk
 
 all: $(PROGS) $(UNIT_BINS)
@@ -194,8 +195,16 @@ check-asan:
 check-host: all
 	BUILD=$(BUILD) tests/testhost/run
 
-bench: all
+# make bench: every part, one after the other; bench-PART for one
+bench: bench-nbd bench-qcow2 bench-fuse bench-ctl
+bench-nbd: all
 	BUILD=$(BUILD) bench/run
+bench-qcow2: all
+	BUILD=$(BUILD) bench/qcow2.sh
+bench-fuse: all
+	BUILD=$(BUILD) bench/fuse.sh
+bench-ctl: all
+	BUILD=$(BUILD) bench/blktapctrl.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBEXECDIR)/blktap $(DESTDIR)$(SBINDIR) \

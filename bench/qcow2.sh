@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# bench/qcow2.sh: the qcow2 driver and tap-img against qemu, in one run.
+#   - 4k random read and write at QD32 through fio's nbd engine, tapdisk vs
+#     qemu-nbd (cache=none, aio=native) on the same qcow2 file: one fully
+#     allocated image (random data), one sparse (freshly created)
+#   - tap-img convert vs qemu-img convert, raw->qcow2 and qcow2->raw, of
+#     the same random raw image, each followed by sync (qemu-img's default
+#     output is not flushed either)
+# Servers and tools alternate every round; the figures are medians and the
+# ratios are tapdisk / qemu (>= 1: tapdisk is faster). Targets (issue 3):
+# read >= 1.3x, write >= 1.0x, convert >= 1.5x.
+#
+# Environment (defaults):
+#   BUILD=build            where tapdisk and tap-img are
+#   BENCH_DIR=/var/tmp/blktap-bench   scratch directory on a real disk
+#   BENCH_SIZE=4G          image size
+#   BENCH_ROUNDS=3         rounds; the median is reported
+#   BENCH_RUNTIME=10       seconds per fio run
+#   BENCH_OUT=bench/out    where qcow2.md goes
+#
+# Exit status: 0 when every tool ran (whatever the ratios), 1 otherwise.
+
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+case "${1:-}" in
+-h|--help) sed -n '3,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD=$top/$BUILD ;; esac
+BENCH_DIR=${BENCH_DIR:-/var/tmp/blktap-bench}
+BENCH_SIZE=${BENCH_SIZE:-4G}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_RUNTIME=${BENCH_RUNTIME:-10}
+BENCH_OUT=${BENCH_OUT:-$top/bench/out}
+
+die() { echo "bench/qcow2.sh: $*" >&2; exit 1; }
+for t in fio qemu-nbd qemu-img; do
+	command -v "$t" >/dev/null || die "$t is not installed (scripts/install-deps --bench)"
+done
+[ -x "$BUILD/tapdisk" ] && [ -x "$BUILD/tap-img" ] || die "build first (make)"
+
+mkdir -p "$BENCH_DIR" "$BENCH_OUT"
+dir=$(mktemp -d "$BENCH_DIR/qcow2.XXXXXX")
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+echo "bench/qcow2.sh: preparing $BENCH_SIZE images in $dir" >&2
+raw=$dir/src.raw
+fio --name=fill --filename="$raw" --rw=write --bs=1M --size="$BENCH_SIZE" \
+	--refill_buffers --ioengine=libaio --direct=1 --iodepth=8 \
+	--output=/dev/null
+qemu-img convert -f raw -O qcow2 "$raw" "$dir/full.qcow2"
+qemu-img create -q -f qcow2 "$dir/sparse.qcow2" "$BENCH_SIZE"
+# warm the virtual disk under the files
+dd if="$dir/full.qcow2" of=/dev/null bs=1M iflag=direct status=none
+
+wait_socket() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -S "$1" ] && return 0
+		sleep 0.05
+	done
+	die "no socket at $1"
+}
+
+# serve SERVER IMAGE SOCK: start it, record its pid
+serve() {
+	case "$1" in
+	tapdisk) "$BUILD/tapdisk" -n "unix:$3" "qcow2:$2" 2>>"$dir/td.log" & ;;
+	qemu-nbd) qemu-nbd -t --cache=none --aio=native -f qcow2 -k "$3" "$2" & ;;
+	esac
+	pids+=($!)
+	wait_socket "$3"
+}
+
+# iops SOCK RW: one fio run, its IOPS
+iops() {
+	fio --name=q --ioengine=nbd --uri="nbd+unix:///?socket=$1" --rw="$2" \
+		--bs=4k --iodepth=32 --runtime="$BENCH_RUNTIME" --time_based \
+		--ramp_time=1 --output-format=json --output="$dir/fio.json" ||
+		die "fio $2 on $1 failed"
+	/usr/bin/python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+print(int(j["read"]["iops"] + j["write"]["iops"]))' "$dir/fio.json"
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A res
+for img in full sparse; do
+	serve tapdisk "$dir/$img.qcow2" "$dir/td-$img.sock"
+	serve qemu-nbd "$dir/$img.qcow2" "$dir/qn-$img.sock"
+done
+for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+	for img in full sparse; do
+		for rw in randread randwrite; do
+			order="td qn"
+			[ $((r % 2)) -eq 0 ] && order="qn td"
+			for s in $order; do
+				v=$(iops "$dir/$s-$img.sock" "$rw")
+				res[$s,$img,$rw]+="$v "
+				echo "  round $r $img $rw $s: $v IOPS" >&2
+			done
+		done
+	done
+done
+
+# convert: raw->qcow2, qcow2->raw
+secs() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	"$@" >/dev/null
+	sync
+	t1=$(date +%s.%N)
+	echo "$t1 - $t0" | bc
+}
+for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+	rm -f "$dir/o.qcow2" "$dir/o.raw"
+	res[ti,r2q]+="$(secs "$BUILD/tap-img" convert -f raw -O qcow2 "$raw" "$dir/o.qcow2") "
+	rm -f "$dir/o.qcow2"
+	res[qi,r2q]+="$(secs qemu-img convert -f raw -O qcow2 "$raw" "$dir/o.qcow2") "
+	res[ti,q2r]+="$(secs "$BUILD/tap-img" convert -f qcow2 -O raw "$dir/full.qcow2" "$dir/o.raw") "
+	rm -f "$dir/o.raw"
+	res[qi,q2r]+="$(secs qemu-img convert -f qcow2 -O raw "$dir/full.qcow2" "$dir/o.raw") "
+	echo "  round $r convert: done" >&2
+done
+
+{
+	echo "## qcow2 ($BENCH_SIZE, $BENCH_ROUNDS rounds, medians) — $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo
+	echo "| workload | tapdisk | qemu | ratio | target |"
+	echo "|---|---:|---:|---:|---|"
+	for img in full sparse; do
+		for rw in randread randwrite; do
+			t=$(median <<<"${res[td,$img,$rw]}")
+			q=$(median <<<"${res[qn,$img,$rw]}")
+			want=1.0
+			[ "$rw" = randread ] && want=1.3
+			ratio=$(echo "scale=2; $t / $q" | bc)
+			met=$(echo "$ratio >= $want" | bc)
+			echo "| 4k $rw QD32, $img qcow2 (IOPS) | $t | $q | ${ratio}x | >= ${want}x: $([ "$met" = 1 ] && echo met || echo NOT met) |"
+		done
+	done
+	for c in r2q q2r; do
+		t=$(median <<<"${res[ti,$c]}")
+		q=$(median <<<"${res[qi,$c]}")
+		ratio=$(echo "scale=2; $q / $t" | bc)
+		met=$(echo "$ratio >= 1.5" | bc)
+		name="raw->qcow2"
+		[ "$c" = q2r ] && name="qcow2->raw"
+		echo "| convert $name (s, lower is better) | $t | $q | ${ratio}x | >= 1.5x: $([ "$met" = 1 ] && echo met || echo NOT met) |"
+	done
+} | tee "$BENCH_OUT/qcow2.md"
