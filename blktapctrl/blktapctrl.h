@@ -35,6 +35,7 @@ enum disk_state {
 	DISK_RESTARTING, /* died; a restart is scheduled */
 	DISK_FAILED, /* down and left down: see reason */
 	DISK_EXITED, /* exited with status 0, not through destroy */
+	DISK_STARTING, /* created; its tapdisk has not answered yet */
 };
 
 enum disk_restart {
@@ -42,7 +43,26 @@ enum disk_restart {
 	DISK_RESTART_ON_FAILURE,
 };
 
+/* What a disk is doing in the background, one thing at a time. */
+enum disk_op {
+	DISK_OP_NONE,
+	DISK_OP_STARTING, /* its tapdisk is coming up */
+	DISK_OP_STOPPING, /* SIGTERM sent; SIGKILL when it takes too long */
+};
+
 struct ctl_daemon;
+struct disk;
+struct ctl_acall;
+struct disk_call;
+
+/*
+ * The end of something a disk did in the background: rc 0 or -errno with
+ * a message, and for a request to its tapdisk the reply (borrowed). It is
+ * the last thing the disk code does with the disk: done may free it.
+ */
+typedef void (*disk_done_fn)(struct disk *disk, int rc,
+			     struct json_object *reply, const char *err,
+			     void *data);
 
 struct disk {
 	struct ctl_daemon *d;
@@ -68,6 +88,16 @@ struct disk {
 	struct td_watch *pid_watch;
 	long restart_timer;
 
+	enum disk_op op;
+	disk_done_fn op_done;
+	void *op_data;
+	long op_timer; /* STARTING: the next poll; STOPPING: SIGKILL */
+	uint64_t op_deadline;
+	int op_poll_ms;
+	bool op_killed; /* STOPPING: it had to be killed */
+	struct ctl_acall *op_call; /* STARTING: info, or pause again */
+	struct disk_call *calls; /* requests from clients in flight */
+
 	/* tapdisk's stderr, through the FIFO RUNDIR/tapdisk-N.log */
 	int log_fd;
 	struct td_watch *log_watch;
@@ -87,6 +117,8 @@ struct ctl_daemon {
 /* disks.c: the table and the state files */
 struct disk *disk_new(struct ctl_daemon *d, const char *image);
 void disk_free(struct disk *disk);
+/* Remove its state file and log FIFO, then free it: it is gone for good. */
+void disk_forget(struct disk *disk);
 struct disk *disk_get(struct ctl_daemon *d, int minor);
 int disk_add_export(struct disk *disk, const char *addr);
 int disk_path(const struct disk *disk, const char *fmt, char *buf, size_t len);
@@ -98,18 +130,26 @@ struct json_object *disk_to_json(const struct disk *disk);
 const char *disk_state_name(enum disk_state s);
 const char *disk_exports_str(const struct disk *disk, char *buf, size_t len);
 
-/* spawn.c: the tapdisk processes */
-int disk_spawn(struct disk *disk, char *err, size_t errlen);
-int disk_stop(struct disk *disk);
+/*
+ * spawn.c: the tapdisk processes. Every wait happens on the loop: done
+ * is called once, later, or before the function returns.
+ */
+/* Start its tapdisk; done when it answers (paused again if it was). */
+void disk_start(struct disk *disk, disk_done_fn done, void *data);
+/*
+ * SIGTERM (a clean shutdown flushes), then SIGKILL if it hangs; whatever
+ * the disk was doing is cancelled (-ECANCELED).
+ */
+void disk_stop(struct disk *disk, disk_done_fn done, void *data);
 void disk_adopt(struct disk *disk);
+/* Let go of the tapdisk without stopping it: the daemon is exiting. */
 void disk_release(struct disk *disk);
-int disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
-	      struct json_object **reply, char *err, size_t errlen);
+/* One request to its tapdisk; the reply is passed on if it says ok. */
+void disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
+	       disk_done_fn done, void *data);
 unsigned long long disk_proc_start(pid_t pid);
 
-/* proto.c: the control socket */
-struct ctl_server;
-struct ctl_server *ctl_server_new(struct ctl_daemon *d, const char *path);
-void ctl_server_free(struct ctl_server *s);
+/* proto.c: the control socket (td_control_free() closes it) */
+struct td_control *ctl_server_new(struct ctl_daemon *d, const char *path);
 
 #endif

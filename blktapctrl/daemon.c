@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "blktapctrl.h"
+#include "control.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -115,27 +116,44 @@ static void ctl_signal(struct td_watch *w, int fd, uint32_t events, void *data)
 	}
 }
 
+static void ctl_stopped(struct disk *disk, int rc, struct json_object *reply,
+			const char *err, void *data)
+{
+	disk_forget(disk);
+}
+
+static bool ctl_stopping(struct ctl_daemon *d)
+{
+	int minor;
+
+	for (minor = 0; minor < DISK_MAX_MINORS; minor++)
+		if (d->disks[minor] && d->disks[minor]->op == DISK_OP_STOPPING)
+			return true;
+	return false;
+}
+
 static void ctl_shutdown(struct ctl_daemon *d)
 {
 	struct disk *disk;
 	int minor, left = 0;
-	char path[4096];
 
+	for (minor = 0; minor < DISK_MAX_MINORS; minor++) {
+		disk = d->disks[minor];
+		if (disk && d->stop_disks && disk->op != DISK_OP_STOPPING)
+			disk_stop(disk, ctl_stopped, NULL);
+	}
+	/* a destroy under way is finished too: the client asked for it */
+	while (ctl_stopping(d) && td_loop_once(d->loop, -1) >= 0)
+		;
 	for (minor = 0; minor < DISK_MAX_MINORS; minor++) {
 		disk = d->disks[minor];
 		if (!disk)
 			continue;
-		if (d->stop_disks) {
-			disk_stop(disk);
-			disk_remove_state(disk);
-			if (!disk_path(disk, "tapdisk-%d.log", path,
-				       sizeof(path)))
-				unlink(path);
-		} else {
-			left += disk->pid != 0;
-			disk_release(disk);
-		}
-		disk_free(disk);
+		left += disk->pid != 0;
+		disk_release(disk);
+		/* (a disk still being created is gone with its tapdisk) */
+		if (d->disks[minor])
+			disk_free(disk);
 	}
 	if (left)
 		td_info("exiting; %d tapdisk%s left serving for the next "
@@ -150,7 +168,7 @@ int main(int argc, char **argv)
 		.tapdisk = CTL_TAPDISK,
 	};
 	struct ctl_opts o = { .log_level = LOG_INFO };
-	struct ctl_server *server = NULL;
+	struct td_control *server = NULL;
 	struct td_watch *sigwatch = NULL;
 	int rc, ready = -1, sigfd = -1, minor, status = 1;
 	char path[4096];
@@ -211,7 +229,7 @@ int main(int argc, char **argv)
 out:
 	td_daemon_ready(ready, 1);
 	/* stop accepting before letting the disks go */
-	ctl_server_free(server);
+	td_control_free(server);
 	if (d.loop)
 		ctl_shutdown(&d);
 	if (sigwatch)

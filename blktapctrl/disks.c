@@ -21,7 +21,7 @@
 static const char *const disk_state_names[] = {
 	[DISK_RUNNING] = "running",	  [DISK_PAUSED] = "paused",
 	[DISK_RESTARTING] = "restarting", [DISK_FAILED] = "failed",
-	[DISK_EXITED] = "exited",
+	[DISK_EXITED] = "exited",	  [DISK_STARTING] = "starting",
 };
 
 const char *disk_state_name(enum disk_state s)
@@ -83,6 +83,16 @@ void disk_free(struct disk *disk)
 	free(disk->opened);
 	free(disk->image);
 	free(disk);
+}
+
+void disk_forget(struct disk *disk)
+{
+	char path[4096];
+
+	disk_remove_state(disk);
+	if (!disk_path(disk, "tapdisk-%d.log", path, sizeof(path)))
+		unlink(path);
+	disk_free(disk);
 }
 
 struct disk *disk_get(struct ctl_daemon *d, int minor)

@@ -239,38 +239,62 @@ static void disk_down(struct disk *disk, const char *why, bool clean)
 	disk_save(disk);
 }
 
+static void disk_restarted(struct disk *disk, int rc, struct json_object *reply,
+			   const char *err, void *data)
+{
+	/* cancelled: whoever cancelled it (destroy, exit) takes over */
+	if (!rc || rc == -ECANCELED)
+		return;
+	td_err("disk %d (%s): restart failed: %s", disk->minor, disk->image,
+	       err);
+	disk_down(disk, err, false);
+}
+
 static void disk_restart_timer(struct td_loop *loop, void *data)
 {
 	struct disk *disk = data;
-	char err[512];
 
 	disk->restart_timer = 0;
 	disk->restart_ns[disk->restarts % DISK_RESTART_BURST] = td_now_ns();
 	disk->restarts++;
 	td_info("disk %d (%s): restarting its tapdisk (restart %u)",
 		disk->minor, disk->image, disk->restarts);
-	if (disk_spawn(disk, err, sizeof(err))) {
-		td_err("disk %d (%s): restart failed: %s", disk->minor,
-		       disk->image, err);
-		disk_down(disk, err, false);
-	}
+	disk_start(disk, disk_restarted, NULL);
 }
+
+/* Answer every request in flight: the tapdisk or the disk is going. */
+static void disk_cancel_calls(struct disk *disk, int rc, const char *why);
+static void disk_start_failed(struct disk *disk, int rc, const char *err);
+static void disk_stopped(struct disk *disk);
 
 static void disk_pid_event(struct td_watch *w, int fd, uint32_t events,
 			   void *data)
 {
 	struct disk *disk = data;
 	pid_t pid = disk->pid;
-	char why[256];
+	char why[256], err[1024];
 	bool clean;
 
+	if (disk->op == DISK_OP_STOPPING) {
+		disk_stopped(disk);
+		return;
+	}
 	disk_reap(disk, why, sizeof(why), &clean);
+	if (disk->op == DISK_OP_STARTING) {
+		snprintf(err, sizeof(err), "tapdisk %s before serving%s%s", why,
+			 disk->last_error[0] ? ": " : "", disk->last_error);
+		disk_start_failed(disk, -EIO, err);
+		return;
+	}
 	if (clean)
 		td_info("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
 			(int)pid, why);
 	else
 		td_err("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
 		       (int)pid, why);
+	snprintf(err, sizeof(err), "disk %d (%s): tapdisk %d %s", disk->minor,
+		 disk->image, (int)pid, why);
+	disk_cancel_calls(disk, -ESRCH, err);
 	disk_down(disk, why, clean);
 }
 
@@ -319,70 +343,162 @@ static void disk_abort_start(struct disk *disk)
 	bool clean;
 	char why[256];
 
+	if (!disk->pid)
+		return;
 	pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
 	disk_reap(disk, why, sizeof(why), &clean);
 }
 
-/* Poll its control socket until it answers info, or it dies, or time out. */
-static int disk_wait_ready(struct disk *disk, const char *ctl, char *err,
-			   size_t errlen)
+/* The background operation is over: done is the last thing we do. */
+static void disk_op_end(struct disk *disk, int rc, const char *err)
 {
-	uint64_t deadline = td_now_ns() + DISK_START_MS * 1000000ull;
-	struct pollfd p = { .fd = disk->pidfd, .events = POLLIN };
-	struct json_object *reply, *v;
-	int rc, wait_ms = 1;
-	char why[256];
-	bool clean;
+	disk_done_fn done = disk->op_done;
+	void *data = disk->op_data;
 
-	for (;;) {
-		disk_log_drain(disk);
-		if (poll(&p, 1, wait_ms) > 0) {
-			disk_reap(disk, why, sizeof(why), &clean);
-			snprintf(err, errlen, "tapdisk %s before serving%s%s",
-				 why, disk->last_error[0] ? ": " : "",
-				 disk->last_error);
-			return -EIO;
-		}
-		if (wait_ms < 20)
-			wait_ms *= 2;
-		rc = ctl_call(ctl, ctl_request("info"), DISK_CALL_MS, &reply);
-		if (rc == -ENOENT || rc == -ECONNREFUSED) {
-			if (td_now_ns() < deadline)
-				continue;
-			snprintf(err, errlen,
-				 "tapdisk did not answer on %s within %d s",
-				 ctl, DISK_START_MS / 1000);
-			rc = -ETIMEDOUT;
-		} else if (rc) {
-			snprintf(err, errlen, "tapdisk control socket %s: %s",
-				 ctl, strerror(-rc));
-		} else if (!ctl_reply_ok(reply)) {
-			snprintf(err, errlen, "tapdisk info: %s",
-				 ctl_reply_error(reply));
-			rc = -EPROTO;
-		} else if (json_object_object_get_ex(reply, "image", &v)) {
-			free(disk->opened);
-			disk->opened = strdup(json_object_get_string(v));
-		}
-		json_object_put(reply);
-		if (rc)
-			disk_abort_start(disk);
-		return rc;
-	}
+	if (disk->op_timer)
+		td_timer_cancel(disk->d->loop, disk->op_timer);
+	if (disk->op_call)
+		ctl_call_cancel(disk->op_call);
+	disk->op_timer = 0;
+	disk->op_call = NULL;
+	disk->op = DISK_OP_NONE;
+	disk->op_done = NULL;
+	done(disk, rc, NULL, err, data);
 }
 
-int disk_spawn(struct disk *disk, char *err, size_t errlen)
+static void disk_start_failed(struct disk *disk, int rc, const char *err)
 {
-	char ctl[4096], log_path[4096];
+	disk_abort_start(disk);
+	disk_op_end(disk, rc, err);
+}
+
+static void disk_serving(struct disk *disk)
+{
+	disk->started = time(NULL);
+	disk->state = disk->paused ? DISK_PAUSED : DISK_RUNNING;
+	disk->reason[0] = '\0';
+	disk_save(disk);
+	disk_op_end(disk, 0, NULL);
+}
+
+static void disk_paused_again(int rc, struct json_object *reply, void *data)
+{
+	struct disk *disk = data;
+
+	disk->op_call = NULL;
+	if (rc || !ctl_reply_ok(reply)) {
+		td_err("disk %d (%s): cannot pause it again: %s", disk->minor,
+		       disk->image,
+		       rc ? strerror(-rc) : ctl_reply_error(reply));
+		disk->paused = false;
+	}
+	json_object_put(reply);
+	disk_serving(disk);
+}
+
+static void disk_ready(int rc, struct json_object *reply, void *data);
+static void disk_poll_timer(struct td_loop *loop, void *data);
+
+/* Ask for info until its control socket answers, it dies, or time out. */
+static void disk_poll(struct disk *disk)
+{
+	char ctl[4096], err[4096 + 64];
+	int rc = -ENAMETOOLONG;
+	long t;
+
+	disk_log_drain(disk);
+	if (!disk_path(disk, "tapdisk-%d.sock", ctl, sizeof(ctl))) {
+		disk->op_call = ctl_call_async(disk->d->loop, ctl,
+					       ctl_request("info"),
+					       DISK_CALL_MS, disk_ready, disk);
+		if (disk->op_call)
+			return;
+		rc = -errno;
+	}
+	if ((rc == -ENOENT || rc == -ECONNREFUSED) &&
+	    td_now_ns() < disk->op_deadline) {
+		t = td_timer_add(disk->d->loop, disk->op_poll_ms,
+				 disk_poll_timer, disk);
+		if (disk->op_poll_ms < 20)
+			disk->op_poll_ms *= 2;
+		if (t > 0) {
+			disk->op_timer = t;
+			return;
+		}
+		rc = (int)t;
+	}
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		snprintf(err, sizeof(err),
+			 "tapdisk did not answer on %s within %d s", ctl,
+			 DISK_START_MS / 1000);
+		rc = -ETIMEDOUT;
+	} else {
+		snprintf(err, sizeof(err), "tapdisk control socket %s: %s", ctl,
+			 strerror(-rc));
+	}
+	disk_start_failed(disk, rc, err);
+}
+
+static void disk_poll_timer(struct td_loop *loop, void *data)
+{
+	struct disk *disk = data;
+
+	disk->op_timer = 0;
+	disk_poll(disk);
+}
+
+static void disk_ready(int rc, struct json_object *reply, void *data)
+{
+	struct disk *disk = data;
+	char err[1024], exports[4096];
+	struct json_object *v;
+
+	disk->op_call = NULL;
+	if (rc || !ctl_reply_ok(reply)) {
+		snprintf(err, sizeof(err), "tapdisk info: %s",
+			 rc ? strerror(-rc) : ctl_reply_error(reply));
+		json_object_put(reply);
+		disk_start_failed(disk, rc ? rc : -EPROTO, err);
+		return;
+	}
+	if (json_object_object_get_ex(reply, "image", &v)) {
+		free(disk->opened);
+		disk->opened = strdup(json_object_get_string(v));
+	}
+	json_object_put(reply);
+	td_info("disk %d (%s): tapdisk %d serving, exports %s", disk->minor,
+		disk->image, (int)disk->pid,
+		disk_exports_str(disk, exports, sizeof(exports)));
+	/* a disk that crashed while paused comes back paused */
+	if (disk->paused) {
+		if (!disk_path(disk, "tapdisk-%d.sock", err, sizeof(err)))
+			disk->op_call = ctl_call_async(disk->d->loop, err,
+						       ctl_request("pause"),
+						       DISK_PAUSE_MS,
+						       disk_paused_again, disk);
+		if (disk->op_call)
+			return;
+		td_err("disk %d (%s): cannot pause it again: %s", disk->minor,
+		       disk->image, strerror(errno));
+		disk->paused = false;
+	}
+	disk_serving(disk);
+}
+
+void disk_start(struct disk *disk, disk_done_fn done, void *data)
+{
+	char ctl[4096], log_path[4096], err[4096 + 64];
 	char *argv[8 + 2 * DISK_MAX_EXPORTS];
-	struct json_object *reply;
 	int argc = 0, i, rc;
 	pid_t pid;
 
+	disk->op = DISK_OP_STARTING;
+	disk->op_done = done;
+	disk->op_data = data;
 	if (disk_path(disk, "tapdisk-%d.sock", ctl, sizeof(ctl)) ||
 	    disk_path(disk, "tapdisk-%d.log", log_path, sizeof(log_path))) {
-		snprintf(err, errlen, "run directory path too long");
-		return -ENAMETOOLONG;
+		disk_op_end(disk, -ENAMETOOLONG, "run directory path too long");
+		return;
 	}
 	argv[argc++] = (char *)disk->d->tapdisk;
 	argv[argc++] = "--control";
@@ -403,15 +519,17 @@ int disk_spawn(struct disk *disk, char *err, size_t errlen)
 
 	rc = disk_log_open(disk);
 	if (rc) {
-		snprintf(err, errlen, "%s: %s", log_path, strerror(-rc));
-		return rc;
+		snprintf(err, sizeof(err), "%s: %s", log_path, strerror(-rc));
+		disk_op_end(disk, rc, err);
+		return;
 	}
 	disk->last_error[0] = '\0';
 	pid = fork();
 	if (pid < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "fork: %s", strerror(-rc));
-		return rc;
+		snprintf(err, sizeof(err), "fork: %s", strerror(-rc));
+		disk_op_end(disk, rc, err);
+		return;
 	}
 	if (pid == 0)
 		disk_exec(log_path, disk->d->tapdisk, argv);
@@ -424,63 +542,43 @@ int disk_spawn(struct disk *disk, char *err, size_t errlen)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		disk->pid = 0;
-		snprintf(err, errlen, "pidfd_open: %s", strerror(-rc));
-		return rc;
+		snprintf(err, sizeof(err), "pidfd_open: %s", strerror(-rc));
+		disk_op_end(disk, rc, err);
+		return;
 	}
-	rc = disk_wait_ready(disk, ctl, err, errlen);
-	if (rc)
-		return rc;
+	/* from now on its death ends the start at once */
 	rc = disk_watch_pid(disk);
 	if (rc) {
-		snprintf(err, errlen, "cannot watch tapdisk: %s",
+		snprintf(err, sizeof(err), "cannot watch tapdisk: %s",
 			 strerror(-rc));
-		disk_abort_start(disk);
-		return rc;
+		disk_start_failed(disk, rc, err);
+		return;
 	}
-	disk->started = time(NULL);
-	disk->state = DISK_RUNNING;
-	disk->reason[0] = '\0';
-	td_info("disk %d (%s): tapdisk %d serving, exports %s", disk->minor,
-		disk->image, (int)pid,
-		disk_exports_str(disk, log_path, sizeof(log_path)));
-	/* a disk that crashed while paused comes back paused */
-	if (disk->paused) {
-		rc = disk_call(disk, ctl_request("pause"), DISK_PAUSE_MS,
-			       &reply, err, errlen);
-		json_object_put(reply);
-		if (rc)
-			td_err("disk %d (%s): cannot pause it again: %s",
-			       disk->minor, disk->image, err);
-		else
-			disk->state = DISK_PAUSED;
-	}
-	disk_save(disk);
-	return 0;
+	disk->op_deadline = td_now_ns() + DISK_START_MS * 1000000ull;
+	disk->op_poll_ms = 1;
+	disk_poll(disk);
 }
 
-/* SIGTERM (a clean shutdown flushes), then SIGKILL if it hangs. */
-int disk_stop(struct disk *disk)
+static void disk_stop_timer(struct td_loop *loop, void *data)
 {
-	struct pollfd p = { .fd = disk->pidfd, .events = POLLIN };
+	struct disk *disk = data;
+
+	disk->op_timer = 0;
+	td_err("disk %d (%s): tapdisk %d still running %d s after SIGTERM: "
+	       "killing it",
+	       disk->minor, disk->image, (int)disk->pid, DISK_STOP_MS / 1000);
+	pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
+	disk->op_killed = true;
+}
+
+/* Its pidfd says it is gone: tidy up after it. */
+static void disk_stopped(struct disk *disk)
+{
+	bool clean, killed = disk->op_killed;
 	char why[256], path[4096];
-	bool clean, killed = false;
 	pid_t pid = disk->pid;
 	int i;
 
-	if (disk->restart_timer)
-		td_timer_cancel(disk->d->loop, disk->restart_timer);
-	disk->restart_timer = 0;
-	if (!pid || disk->pidfd < 0)
-		return 0;
-	pidfd_send_signal(disk->pidfd, SIGTERM, NULL, 0);
-	if (poll(&p, 1, DISK_STOP_MS) <= 0) {
-		td_err("disk %d (%s): tapdisk %d still running %d s after "
-		       "SIGTERM: killing it",
-		       disk->minor, disk->image, (int)pid, DISK_STOP_MS / 1000);
-		pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
-		poll(&p, 1, DISK_STOP_MS);
-		killed = true;
-	}
 	disk_reap(disk, why, sizeof(why), &clean);
 	td_info("disk %d (%s): tapdisk %d %s", disk->minor, disk->image,
 		(int)pid, why);
@@ -492,10 +590,41 @@ int disk_stop(struct disk *disk)
 			if (!strncmp(disk->nbd[i], "unix:", 5))
 				unlink(disk->nbd[i] + 5);
 	}
-	if (!disk_path(disk, "tapdisk-%d.log", path, sizeof(path)))
-		unlink(path);
-	return clean ? 0 : -EIO;
+	disk_op_end(disk, clean ? 0 : -EIO, clean ? NULL : why);
 }
+
+void disk_stop(struct disk *disk, disk_done_fn done, void *data)
+{
+	char why[512];
+	long t;
+
+	snprintf(why, sizeof(why), "disk %d (%s) was destroyed meanwhile",
+		 disk->minor, disk->image);
+	disk_cancel_calls(disk, -ECANCELED, why);
+	if (disk->op == DISK_OP_STARTING)
+		disk_start_failed(disk, -ECANCELED, why);
+	if (disk->restart_timer)
+		td_timer_cancel(disk->d->loop, disk->restart_timer);
+	disk->restart_timer = 0;
+	disk->op = DISK_OP_STOPPING;
+	disk->op_done = done;
+	disk->op_data = data;
+	disk->op_killed = false;
+	if (!disk->pid || disk->pidfd < 0) {
+		disk_op_end(disk, 0, NULL);
+		return;
+	}
+	pidfd_send_signal(disk->pidfd, SIGTERM, NULL, 0);
+	t = td_timer_add(disk->d->loop, DISK_STOP_MS, disk_stop_timer, disk);
+	if (t > 0)
+		disk->op_timer = t;
+	else
+		disk_stop_timer(disk->d->loop, disk);
+}
+
+static int disk_call_result(struct disk *disk, int rc,
+			    struct json_object *reply, char *err,
+			    size_t errlen);
 
 /*
  * A disk from a state file: take its tapdisk back if it is the same
@@ -505,7 +634,7 @@ int disk_stop(struct disk *disk)
 void disk_adopt(struct disk *disk)
 {
 	struct json_object *reply = NULL, *v;
-	char why[1024], err[512];
+	char why[1024], err[512], path[4096];
 	pid_t pid = disk->pid;
 	int rc;
 
@@ -523,8 +652,10 @@ void disk_adopt(struct disk *disk)
 			 (int)pid);
 		goto dead;
 	}
-	rc = disk_call(disk, ctl_request("info"), DISK_CALL_MS, &reply, err,
-		       sizeof(err));
+	rc = disk_path(disk, "tapdisk-%d.sock", path, sizeof(path));
+	if (!rc)
+		rc = ctl_call(path, ctl_request("info"), DISK_CALL_MS, &reply);
+	rc = disk_call_result(disk, rc, reply, err, sizeof(err));
 	if (rc) {
 		snprintf(why, sizeof(why),
 			 "tapdisk %d is running but not answering (%s): left "
@@ -579,51 +710,126 @@ dead:
 	disk_down(disk, why, false);
 }
 
-int disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
-	      struct json_object **reply, char *err, size_t errlen)
+/* What a request to its tapdisk came to: 0, or -errno and a message. */
+static int disk_call_result(struct disk *disk, int rc,
+			    struct json_object *reply, char *err, size_t errlen)
 {
 	struct json_object *v;
-	char ctl[4096];
-	int rc;
 
-	*reply = NULL;
-	if (!disk->pid) {
-		json_object_put(req);
-		snprintf(err, errlen, "disk %d (%s) is %s: %s", disk->minor,
-			 disk->image, disk_state_name(disk->state),
-			 disk->reason[0] ? disk->reason : "no tapdisk");
-		return -ESRCH;
-	}
-	rc = disk_path(disk, "tapdisk-%d.sock", ctl, sizeof(ctl));
-	if (rc)
-		json_object_put(req);
-	else
-		rc = ctl_call(ctl, req, timeout_ms, reply);
 	if (rc) {
 		snprintf(err, errlen, "disk %d (%s): tapdisk %d: %s",
 			 disk->minor, disk->image, (int)disk->pid,
 			 strerror(-rc));
 		return rc;
 	}
-	if (!ctl_reply_ok(*reply)) {
+	if (!ctl_reply_ok(reply)) {
 		snprintf(err, errlen, "disk %d (%s): tapdisk: %s", disk->minor,
-			 disk->image, ctl_reply_error(*reply));
-		rc = json_object_object_get_ex(*reply, "errno", &v) ?
+			 disk->image, ctl_reply_error(reply));
+		rc = json_object_object_get_ex(reply, "errno", &v) ?
 			     -json_object_get_int(v) :
 			     -EIO;
-		json_object_put(*reply);
-		*reply = NULL;
 		return rc < 0 ? rc : -EIO;
 	}
 	return 0;
 }
 
-/* Let go of a tapdisk without stopping it: the daemon is exiting. */
+struct disk_call {
+	struct disk *disk;
+	struct ctl_acall *a;
+	disk_done_fn done;
+	void *data;
+	struct disk_call *next;
+};
+
+static void disk_call_reply(int rc, struct json_object *reply, void *data)
+{
+	struct disk_call *c = data, **pp;
+	struct disk *disk = c->disk;
+	char err[1024];
+
+	for (pp = &disk->calls; *pp != c; pp = &(*pp)->next)
+		;
+	*pp = c->next;
+	rc = disk_call_result(disk, rc, reply, err, sizeof(err));
+	c->done(disk, rc, rc ? NULL : reply, err, c->data);
+	json_object_put(reply);
+	free(c);
+}
+
+static void disk_cancel_calls(struct disk *disk, int rc, const char *why)
+{
+	struct disk_call *c;
+
+	while ((c = disk->calls)) {
+		disk->calls = c->next;
+		ctl_call_cancel(c->a);
+		c->done(disk, rc, NULL, why, c->data);
+		free(c);
+	}
+}
+
+void disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
+	       disk_done_fn done, void *data)
+{
+	struct disk_call *c = NULL;
+	char path[4096], err[2048];
+	int rc;
+
+	if (!disk->pid) {
+		json_object_put(req);
+		snprintf(err, sizeof(err), "disk %d (%s) is %s: %s",
+			 disk->minor, disk->image, disk_state_name(disk->state),
+			 disk->reason[0] ? disk->reason : "no tapdisk");
+		done(disk, -ESRCH, NULL, err, data);
+		return;
+	}
+	if (disk->op != DISK_OP_NONE) {
+		json_object_put(req);
+		snprintf(err, sizeof(err), "disk %d (%s) is busy: %s",
+			 disk->minor, disk->image,
+			 disk->op == DISK_OP_STARTING ?
+				 "its tapdisk is starting" :
+				 "it is being destroyed");
+		done(disk, -EBUSY, NULL, err, data);
+		return;
+	}
+	rc = disk_path(disk, "tapdisk-%d.sock", path, sizeof(path));
+	if (!rc)
+		c = calloc(1, sizeof(*c));
+	if (!c) {
+		json_object_put(req);
+		rc = rc ? rc : -ENOMEM;
+		goto fail;
+	}
+	c->a = ctl_call_async(disk->d->loop, path, req, timeout_ms,
+			      disk_call_reply, c);
+	if (!c->a) {
+		rc = -errno;
+		free(c);
+		goto fail;
+	}
+	c->disk = disk;
+	c->done = done;
+	c->data = data;
+	c->next = disk->calls;
+	disk->calls = c;
+	return;
+fail:
+	disk_call_result(disk, rc, NULL, err, sizeof(err));
+	done(disk, rc, NULL, err, data);
+}
+
 void disk_release(struct disk *disk)
 {
+	disk_cancel_calls(disk, -ECANCELED, "blktapctrl is exiting");
 	if (disk->restart_timer)
 		td_timer_cancel(disk->d->loop, disk->restart_timer);
 	disk->restart_timer = 0;
+	/* half started: kill it rather than leave one nobody knows of */
+	if (disk->op == DISK_OP_STARTING) {
+		disk_start_failed(disk, -ECANCELED, "blktapctrl is exiting");
+		return;
+	}
 	if (disk->pid_watch)
 		td_watch_remove(disk->pid_watch);
 	disk->pid_watch = NULL;

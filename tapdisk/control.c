@@ -449,8 +449,12 @@ void td_control_call_reply(struct td_control_call *call,
 	/* answered from inside its handler: the caller sends it */
 	if (c->dispatching)
 		return;
-	/* send it, and go on with what the client sent meanwhile */
-	ctl_conn_event(c->watch, c->fd, 0, c);
+	/*
+	 * Send it, and go on with what the client sent meanwhile, from the
+	 * loop: the caller may be in the middle of something the next
+	 * request would change.
+	 */
+	td_watch_set_events(c->watch, EPOLLOUT);
 }
 
 void td_control_free(struct td_control *ctl)

@@ -28,7 +28,8 @@ typedef int (*td_control_fn)(struct json_object *request,
 /*
  * A command answered later (pause waits for in-flight I/O): the handler
  * keeps call and, from the loop, passes it to td_control_call_reply()
- * exactly once. The connection's next message waits until then. A
+ * exactly once (the connection goes on from the loop, never inside this
+ * call). The connection's next message waits until then. A
  * client that hangs up meanwhile loses the answer; one that only shuts
  * its sending side still gets it.
  */

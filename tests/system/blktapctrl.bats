@@ -178,7 +178,7 @@ load ctl-helpers
 	ctl_start
 	run "$BLKTAPCTRL" -F --run-dir "$CTL_RUN" --tapdisk "$TAPDISK"
 	assert_failure 1
-	assert_output --partial "another blktapctrl is listening there"
+	assert_output --partial "another process is listening there"
 	"$TAPCTL" list >/dev/null
 }
 
@@ -301,7 +301,7 @@ PYEOF
 	id nobody >/dev/null 2>&1 || skip "no user nobody"
 	ctl_start
 	[ "$(stat -c %a "$CTL_RUN")" = 700 ]
-	[ "$(stat -c %a "$CTL_RUN/ctl.sock")" = 600 ]
+	[ "$(stat -c %a "$CTL_RUN/ctl.sock")" = 700 ]
 	chmod 0755 "$TD_DIR" "$CTL_RUN"
 	run setpriv --reuid=nobody --regid=nogroup --clear-groups "$TAPCTL" list
 	assert_failure 1
@@ -315,6 +315,51 @@ PYEOF
 	assert_output --partial "permission denied: blktapctrl answers root only"
 	grep -q "refusing control requests of uid $(id -u nobody)" "$CTL_LOG"
 	"$TAPCTL" list >/dev/null
+}
+
+@test "a tapdisk slow to start holds up nobody; destroy waits for its create" {
+	printf '#!/bin/bash\nsleep 2\nexec "%s" "$@"\n' "$TAPDISK" >"$TD_DIR/slow"
+	chmod +x "$TD_DIR/slow"
+	ctl_start --tapdisk "$TD_DIR/slow"
+	mkimg "$TD_DIR/a.raw" 1M
+	"$TAPCTL" --json create "aio:$TD_DIR/a.raw" >"$TD_DIR/create.out" &
+	create=$!
+	BG_PIDS+=("$create")
+	ctl_wait_state 0 starting
+	SECONDS=0
+	run "$TAPCTL" list
+	assert_success
+	run "$TAPCTL" destroy -m 0
+	assert_failure 1
+	assert_output --partial "disk 0 (aio:$TD_DIR/a.raw) is busy: it is being created"
+	run "$TAPCTL" info -m 0
+	assert_failure 1
+	assert_output --partial "its tapdisk is starting"
+	[ "$SECONDS" -lt 2 ] || fail "the daemon answered only after the start"
+	wait "$create"
+	assert_equal "$(json_get 'j["minor"]' <"$TD_DIR/create.out")" 0
+	assert_equal "$(ctl_field 0 "['state']")" running
+}
+
+@test "a tapdisk that dies during a pause: the pause fails at once, the death is noticed" {
+	ctl_start
+	mkimg "$TD_DIR/a.raw" 1M
+	"$TAPCTL" create "aio:$TD_DIR/a.raw" >/dev/null
+	pid=$(ctl_pid 0)
+	# a stopped tapdisk answers nothing: the pause waits
+	kill -STOP "$pid"
+	"$TAPCTL" pause -m 0 >"$TD_DIR/pause.out" 2>&1 &
+	pause=$!
+	BG_PIDS+=("$pid" "$pause")
+	sleep 0.5
+	run "$TAPCTL" list
+	assert_success
+	assert_output --partial running
+	kill -KILL "$pid"
+	ctl_wait_state 0 failed
+	! wait "$pause" || fail "pause succeeded"
+	grep -q "tap-ctl: disk 0 (aio:$TD_DIR/a.raw): tapdisk $pid" "$TD_DIR/pause.out" ||
+		fail "pause said: $(cat "$TD_DIR/pause.out")"
 }
 
 @test "the tapdisk path is configurable: a wrapper script runs it" {
