@@ -189,7 +189,7 @@ load ctl-helpers
 	"$TAPCTL" create --nbd "unix:$TD_DIR/a.sock" "aio:$TD_DIR/a.raw" >/dev/null
 	fio --name=v --ioengine=nbd --uri="nbd+unix:///?socket=$TD_DIR/a.sock" \
 		--rw=randwrite --bs=4k --iodepth=16 --size=32M --loops=4 \
-		--verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 \
 		--output="$TD_DIR/fio.out" >/dev/null 2>&1 &
 	fio_pid=$!
 	BG_PIDS+=("$fio_pid")
