@@ -59,11 +59,11 @@ fx_start() {
 		"$file" "$image" "$(cat "$TD_LOG")")"
 }
 
+# fx_loop ARGS...: losetup -f ARGS; sets FX_DEV (not in a subshell, so
+# that teardown knows the device even when the test fails).
 fx_loop() {
-	local dev
-	dev=$(losetup -f --show "$@") || fail "losetup $* failed"
-	FX_LOOPS+=("$dev")
-	echo "$dev"
+	FX_DEV=$(losetup -f --show "$@") || fail "losetup $* failed"
+	FX_LOOPS+=("$FX_DEV")
 }
 
 fx_unloop() {
@@ -105,7 +105,8 @@ fx_ext4_roundtrip() {
 	qemu-img create -q -f qcow2 "$img" 256M
 	fx_start "qcow2:$img" "$file"
 	[ "$(stat -c %s "$file")" -eq $((256 << 20)) ]
-	dev=$(fx_loop --direct-io=on "$file")
+	fx_loop --direct-io=on "$file"
+	dev=$FX_DEV
 	[ "$(losetup -n -O DIO "$dev" | tr -d ' ')" = 1 ] ||
 		fail "the loop device did not take --direct-io=on"
 	fx_ext4_roundtrip "$dev"
@@ -162,7 +163,8 @@ fx_ext4_roundtrip() {
 	need qemu-img
 	qemu-img create -q -f qcow2 "$img" 128M
 	fx_start "qcow2:$img" "$file"
-	dev=$(fx_loop --direct-io=on "$file")
+	fx_loop --direct-io=on "$file"
+	dev=$FX_DEV
 	run fio --name=v --filename="$dev" --ioengine=libaio --direct=1 \
 		--rw=randwrite --bs=4k --iodepth=32 --size=128M --io_size=32M \
 		--verify=crc32c --verify_state_save=0 --verify_fatal=1 --output-format=terse
@@ -182,7 +184,8 @@ fx_ext4_roundtrip() {
 	local img=$TD_DIR/disk.raw file=$TD_DIR/disk.file dev fpid i n max=0
 	mkimg "$img" 64M
 	fx_start "aio:$img" "$file"
-	dev=$(fx_loop --direct-io=on "$file")
+	fx_loop --direct-io=on "$file"
+	dev=$FX_DEV
 	fio --name=qd --filename="$dev" --ioengine=libaio --direct=1 \
 		--rw=randread --bs=4k --iodepth=32 --size=64M --time_based \
 		--runtime=20 >/dev/null 2>&1 &
@@ -274,7 +277,8 @@ fx_ext4_roundtrip() {
 	run fallocate -p -o 0 -l 4096 "$file"
 	assert_failure
 	assert_equal "$(sha "$file")" "$(sha "$img")"
-	dev=$(fx_loop "$file")
+	fx_loop "$file"
+	dev=$FX_DEV
 	assert_equal "$(losetup -n -O RO "$dev" | tr -d ' ')" 1
 	fx_unloop "$dev"
 	td_stop
@@ -299,7 +303,8 @@ fx_ext4_roundtrip() {
 	local img=$TD_DIR/disk.raw file=$TD_DIR/disk.file dev fpid
 	mkimg "$img" 64M
 	fx_start "aio:$img" "$file"
-	dev=$(fx_loop --direct-io=on "$file")
+	fx_loop --direct-io=on "$file"
+	dev=$FX_DEV
 	fio --name=b --filename="$dev" --ioengine=libaio --direct=1 \
 		--rw=randwrite --bs=64k --iodepth=16 --size=64M --time_based \
 		--runtime=30 >/dev/null 2>&1 &
