@@ -13,6 +13,8 @@ BINDIR ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+# where xl looks for hotplug scripts, whatever the PREFIX
+XEN_SCRIPTDIR ?= /etc/xen/scripts
 DESTDIR ?=
 
 SANITIZE ?= 0
@@ -37,7 +39,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
 	-D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -MMD -MP \
 	$(SAN_FLAGS) $(PKG_CFLAGS)
-CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Iblktap/ublk -Ivdisk -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -Itapdisk -Iblktap/nbd -Iblktap/fuse -Iblktap/ublk -Iblktap/xen -Ivdisk -Itests/lib -Itapdisk/tools/lib -DTD_LIBEXECDIR='"$(LIBEXECDIR)"'
 LDFLAGS += $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS)
 
@@ -45,10 +47,14 @@ TD_SRCS := $(filter-out tapdisk/main.c,$(wildcard tapdisk/*.c tapdisk/drivers/*.
 NBD_SRCS := $(wildcard blktap/nbd/*.c)
 FUSE_SRCS := $(wildcard blktap/fuse/*.c)
 UBLK_SRCS := $(wildcard blktap/ublk/*.c)
+XEN_SRCS := $(wildcard blktap/xen/*.c)
+# the Xen blkif backend: only tapdisk links these
+XEN_LIBS := $(shell pkg-config --libs xenstore xengnttab xenevtchn)
 TD_LIB := $(BUILD)/libtapdisk.a
 NBD_LIB := $(BUILD)/libblktap-nbd.a
 FUSE_LIB := $(BUILD)/libblktap-fuse.a
 UBLK_LIB := $(BUILD)/libblktap-ublk.a
+XEN_LIB := $(BUILD)/libblktap-xen.a
 
 UNIT_SRCS := $(wildcard tapdisk/tests/test-*.c blktap/nbd/tests/test-*.c \
 	blktap/fuse/tests/test-*.c)
@@ -119,8 +125,12 @@ $(UBLK_LIB): $(call obj,$(UBLK_SRCS))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(FUSE_LIB) $(UBLK_LIB) $(TD_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(XEN_LIB): $(call obj,$(XEN_SRCS))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tapdisk: $(call obj,tapdisk/main.c) $(NBD_LIB) $(FUSE_LIB) $(UBLK_LIB) $(XEN_LIB) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(XEN_LIBS)
 
 $(TOOL_LIB): $(call obj,$(TOOLLIB_SRCS))
 	@mkdir -p $(dir $@)
@@ -217,6 +227,8 @@ install: all
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/blktapctrl.service
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(XEN_SCRIPTDIR)
+	install -m 0755 xend-hooks/block-tap $(DESTDIR)$(XEN_SCRIPTDIR)/block-tap
 
 # the pool at scale: 1,000,000 extents, 10,000 disks
 bench: bench-vdisk
@@ -231,10 +243,10 @@ install-vdisk: all
 	install -m 0644 $(VDISK_SO) $(DESTDIR)$(PYTHON_SITEDIR)/blktap/libvdisk.so
 
 format:
-	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UBLK_SRCS) $(UNIT_SRCS) \
+	clang-format -i $(TD_SRCS) tapdisk/main.c $(NBD_SRCS) $(FUSE_SRCS) $(UBLK_SRCS) $(XEN_SRCS) $(UNIT_SRCS) \
 		$(TOOLLIB_SRCS) $(IMG_SRCS) $(CLASSIC_SRCS) \
 		$(wildcard blktapctrl/*.c blktapctrl/*.h blktapctrl/tests/*.c) \
-		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h blktap/fuse/*.h \
+		$(wildcard tapdisk/*.h tapdisk/drivers/*.h blktap/nbd/*.h blktap/fuse/*.h blktap/xen/*.h \
 			tapdisk/tools/lib/*.h)
 
 clean:

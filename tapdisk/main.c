@@ -25,6 +25,7 @@
 #include "nbd.h"
 #include "ublk.h"
 #include "vbd.h"
+#include "xenblk.h"
 
 #define TD_VERSION "0.1.0"
 #define TD_MAX_EXPORTS 16
@@ -46,6 +47,7 @@ struct tapdisk {
 	bool ublk_on;
 	int ublk_id; /* -1: the first free */
 	int ublk_recover; /* -1: add a device */
+	const char *xen_path; /* the backend directory in xenstore */
 	const char *export_name;
 	const char *control_path;
 	bool readonly;
@@ -63,6 +65,7 @@ struct tapdisk {
 	struct nbd_server *nbd[TD_MAX_EXPORTS];
 	struct fuse_export *fuse;
 	struct ublk_export *ublk;
+	struct xenblk_backend *xen;
 	struct td_control *control;
 	struct td_watch *sigwatch;
 	int sigfd;
@@ -100,6 +103,10 @@ static void usage(FILE *f)
 		"first free)\n"
 		"      --ublk-recover N    take over /dev/ublkbN, whose tapdisk "
 		"died\n"
+		"      --xen-backend PATH  serve the Xen guest disk whose "
+		"backend is PATH\n"
+		"                          (/local/domain/0/backend/vbd/DOMID/"
+		"DEVID)\n"
 		"  -r, --readonly          refuse writes\n"
 		"  -i, --io-engine ENGINE  io_uring, libaio or auto (default)\n"
 		"  -c, --control PATH      control socket (JSON requests)\n"
@@ -129,6 +136,7 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 		{ "ublk", no_argument, NULL, 'u' },
 		{ "ublk-id", required_argument, NULL, 'U' },
 		{ "ublk-recover", required_argument, NULL, 'R' },
+		{ "xen-backend", required_argument, NULL, 'X' },
 		{ "readonly", no_argument, NULL, 'r' },
 		{ "io-engine", required_argument, NULL, 'i' },
 		{ "control", required_argument, NULL, 'c' },
@@ -186,6 +194,14 @@ static int parse_args(struct tapdisk *td, int argc, char **argv)
 				td->ublk_id = n;
 			else
 				td->ublk_recover = n;
+			break;
+		case 'X':
+			if (td->xen_path) {
+				fprintf(stderr,
+					"tapdisk: at most one --xen-backend\n");
+				return 2;
+			}
+			td->xen_path = optarg;
 			break;
 		case 'r':
 			td->readonly = true;
@@ -314,15 +330,23 @@ static void td_begin_shutdown(struct tapdisk *td, const char *why)
 	td_info("%s: finishing in-flight requests and shutting down", why);
 	/* paused, nothing can complete what waits: the clients get errors */
 	td_vbd_abort_queued(td->vbd, -ESHUTDOWN);
-	td->servers_open =
-		td->n_nbd + 1 + (td->fuse != NULL) + (td->ublk != NULL);
+	td->servers_open = td->n_nbd + 1 + (td->fuse != NULL) +
+			   (td->ublk != NULL) + (td->xen != NULL);
 	for (i = 0; i < td->n_nbd; i++)
 		nbd_server_shutdown(td->nbd[i], td_server_closed, td);
 	if (td->fuse)
 		fuse_export_shutdown(td->fuse, td_server_closed, td);
 	if (td->ublk)
 		ublk_export_shutdown(td->ublk, td_server_closed, td);
+	if (td->xen)
+		xenblk_backend_shutdown(td->xen, td_server_closed, td);
 	td_server_closed(td->loop, td);
+}
+
+/* The toolstack deleted the guest's device: nobody is left to serve. */
+static void td_xen_removed(struct td_loop *loop, void *data)
+{
+	td_begin_shutdown(data, "the Xen device was removed");
 }
 
 static void td_signal(struct td_watch *w, int fd, uint32_t events, void *data)
@@ -543,6 +567,12 @@ static int td_start(struct tapdisk *td)
 		if (!td->ublk)
 			return -errno;
 	}
+	if (td->xen_path) {
+		td->xen = xenblk_backend_new(td->loop, td->vbd, td->xen_path,
+					     td_xen_removed, td);
+		if (!td->xen)
+			return -errno;
+	}
 	if (td->control_path) {
 		td->control = td_control_new(td->loop, td->control_path);
 		if (!td->control)
@@ -571,6 +601,7 @@ static void td_cleanup(struct tapdisk *td)
 			nbd_server_free(td->nbd[i]);
 	fuse_export_free(td->fuse);
 	ublk_export_free(td->ublk);
+	xenblk_backend_free(td->xen);
 	if (td->vbd)
 		td_vbd_free(td->vbd);
 	td_image_close_chain(td->chain);
@@ -603,7 +634,8 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	td_log_open("tapdisk", !td.use_syslog, td.log_level);
-	if (td.n_nbd == 0 && !td.fuse_path && !td.ublk_on && !td.control_path)
+	if (td.n_nbd == 0 && !td.fuse_path && !td.ublk_on && !td.xen_path &&
+	    !td.control_path)
 		td_warn("%s: no --nbd, --fuse or --ublk export and no --control "
 			"socket: "
 			"nothing can reach this disk",
