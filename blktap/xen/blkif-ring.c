@@ -30,7 +30,7 @@
 #define XENBLK_SECTOR 512u
 #define XENBLK_SEGS_PER_PAGE \
 	(XENBLK_PAGE_SIZE / sizeof(struct blkif_request_segment))
-#define XENBLK_MAX_INDIRECT_PAGES                                  \
+#define XENBLK_MAX_INDIRECT_PAGES                                \
 	((XENBLK_MAX_INDIRECT_SEGS + XENBLK_SEGS_PER_PAGE - 1) / \
 	 XENBLK_SEGS_PER_PAGE)
 
@@ -125,8 +125,8 @@ static int xenblk_copy(struct xenblk_req *req, bool to_guest)
 				.domid = ring->domid,
 			},
 		};
-		uint16_t len = (s->last_sect - s->first_sect + 1) *
-			       XENBLK_SECTOR;
+		uint16_t len =
+			(s->last_sect - s->first_sect + 1) * XENBLK_SECTOR;
 
 		memset(c, 0, sizeof(*c));
 		if (to_guest) {
@@ -208,8 +208,8 @@ static int xenblk_read_indirect(struct xenblk_ring *ring,
 				struct xenblk_req *req,
 				const struct blkif_request_indirect *ind)
 {
-	unsigned npages = (req->nseg + XENBLK_SEGS_PER_PAGE - 1) /
-			  XENBLK_SEGS_PER_PAGE;
+	unsigned npages =
+		(req->nseg + XENBLK_SEGS_PER_PAGE - 1) / XENBLK_SEGS_PER_PAGE;
 	unsigned i, left = req->nseg;
 
 	for (i = 0; i < npages; i++) {
@@ -465,9 +465,9 @@ struct xenblk_ring *xenblk_ring_connect(struct td_loop *loop,
 	ring->name = strdup(p->name);
 	if (!ring->name)
 		goto fail;
-	ring->sring = xengnttab_map_domain_grant_refs(
-		xgt, p->nr_refs, p->domid, (uint32_t *)p->refs,
-		PROT_READ | PROT_WRITE);
+	ring->sring = xengnttab_map_domain_grant_refs(xgt, p->nr_refs, p->domid,
+						      (uint32_t *)p->refs,
+						      PROT_READ | PROT_WRITE);
 	if (!ring->sring) {
 		td_err("%s: cannot map the %u-page ring: %s", ring->name,
 		       p->nr_refs, strerror(errno));

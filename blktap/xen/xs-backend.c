@@ -90,7 +90,8 @@ static int xenblk_read_uint(struct xenblk_backend *be, const char *dir,
 }
 
 static int xenblk_write(struct xenblk_backend *be, const char *key,
-			const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+			const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int xenblk_write(struct xenblk_backend *be, const char *key,
 			const char *fmt, ...)
@@ -127,14 +128,17 @@ static int xenblk_write_features(struct xenblk_backend *be)
 	int rc;
 
 	rc = xenblk_write(be, "feature-flush-cache", "1");
-	rc = rc ?: xenblk_write(be, "feature-max-indirect-segments", "%u",
-				XENBLK_MAX_INDIRECT_SEGS);
-	rc = rc ?: xenblk_write(be, "max-ring-page-order", "%u",
-				XENBLK_MAX_RING_ORDER);
+	rc = rc	   ?:
+		     xenblk_write(be, "feature-max-indirect-segments", "%u",
+				  XENBLK_MAX_INDIRECT_SEGS);
+	rc = rc	   ?:
+		     xenblk_write(be, "max-ring-page-order", "%u",
+				  XENBLK_MAX_RING_ORDER);
 	if (!rc && be->discard) {
 		rc = xenblk_write(be, "feature-discard", "1");
-		rc = rc ?: xenblk_write(be, "discard-granularity", "%u",
-					info->sector_size);
+		rc = rc	   ?:
+			     xenblk_write(be, "discard-granularity", "%u",
+					  info->sector_size);
 		rc = rc ?: xenblk_write(be, "discard-alignment", "0");
 		rc = rc ?: xenblk_write(be, "discard-secure", "0");
 	}
@@ -151,11 +155,13 @@ static int xenblk_write_disk(struct xenblk_backend *be)
 	rc = xenblk_write(be, "sectors", "%" PRIu64,
 			  td_vbd_size(be->vbd) / 512);
 	rc = rc ?: xenblk_write(be, "sector-size", "%u", info->sector_size);
-	rc = rc ?: xenblk_write(be, "physical-sector-size", "%u",
-				info->sector_size);
-	rc = rc ?: xenblk_write(be, "info", "%u",
-				td_vbd_readonly(be->vbd) ? VDISK_READONLY :
-							   0);
+	rc = rc	   ?:
+		     xenblk_write(be, "physical-sector-size", "%u",
+				  info->sector_size);
+	rc = rc	   ?:
+		     xenblk_write(be, "info", "%u",
+				  td_vbd_readonly(be->vbd) ? VDISK_READONLY :
+							     0);
 	return rc;
 }
 
@@ -210,8 +216,7 @@ static int xenblk_connect(struct xenblk_backend *be)
 	rc = xenblk_write_disk(be);
 	if (rc)
 		return rc;
-	be->ring = xenblk_ring_connect(be->loop, be->vbd, be->xgt, be->xce,
-				       &p);
+	be->ring = xenblk_ring_connect(be->loop, be->vbd, be->xgt, be->xce, &p);
 	if (!be->ring)
 		return -errno;
 	return 0;
@@ -413,8 +418,9 @@ struct xenblk_backend *xenblk_backend_new(struct td_loop *loop,
 	be->be = strdup(path);
 	if (!be->be)
 		goto fail_errno;
-	if (sscanf(path, "/local/domain/%" SCNu32 "/backend/vbd/%" SCNu32
-			 "/%" SCNu32 "%n",
+	if (sscanf(path,
+		   "/local/domain/%" SCNu32 "/backend/vbd/%" SCNu32 "/%" SCNu32
+		   "%n",
 		   &self, &be->domid, &be->devid, &n) != 3 ||
 	    path[n]) {
 		td_err("%s: not a backend path "
