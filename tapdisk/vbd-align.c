@@ -38,7 +38,7 @@ struct vbd_split {
 
 static unsigned vbd_align(const struct td_vbd *vbd)
 {
-	return vbd->info.align;
+	return vbd_info(vbd)->align;
 }
 
 void vbd_align_range(const struct td_vbd *vbd, const struct td_request *req,

@@ -20,7 +20,10 @@ enum vbd_pause_state {
 struct td_vbd {
 	struct td_loop *loop;
 	struct td_image *img; /* NULL while paused */
-	/* the disk as clients see it, kept across pause and resume */
+	/*
+	 * The image's info as it was when paused, so that clients see the same
+	 * disk while there is no image; vbd_info() is the one to read.
+	 */
 	struct td_image_info info;
 	char *name;
 	enum vbd_pause_state pause;
@@ -41,6 +44,12 @@ struct td_vbd {
 	void *drain_data;
 	struct td_defer drain_defer;
 };
+
+/* the disk as clients see it: the image's, live (tools resize it) */
+static inline const struct td_image_info *vbd_info(const struct td_vbd *vbd)
+{
+	return vbd->img ? &vbd->img->info : &vbd->info;
+}
 
 /* req->vbd_flags */
 #define VBD_RMW 0x1u /* a write that reads its edge blocks first */

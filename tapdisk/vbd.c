@@ -53,9 +53,6 @@ struct td_vbd *td_vbd_new(struct td_loop *loop, struct td_image *chain,
 		return NULL;
 	vbd->loop = loop;
 	vbd->img = chain;
-	vbd->info = chain->info;
-	/* the image owns its parent name; clients never see it */
-	vbd->info.parent = NULL;
 	vbd->name = strdup(chain->name);
 	if (!vbd->name) {
 		free(vbd);
@@ -77,7 +74,7 @@ void td_vbd_free(struct td_vbd *vbd)
 
 uint64_t td_vbd_size(const struct td_vbd *vbd)
 {
-	return vbd->info.size;
+	return vbd_info(vbd)->size;
 }
 
 bool td_vbd_readonly(const struct td_vbd *vbd)
@@ -87,7 +84,7 @@ bool td_vbd_readonly(const struct td_vbd *vbd)
 
 const struct td_image_info *td_vbd_info(const struct td_vbd *vbd)
 {
-	return &vbd->info;
+	return vbd_info(vbd);
 }
 
 const char *td_vbd_name(const struct td_vbd *vbd)
@@ -241,6 +238,9 @@ static void vbd_kick(struct td_vbd *vbd)
 static void vbd_paused(struct td_vbd *vbd, int err)
 {
 	vbd->pause = VBD_PAUSED;
+	vbd->info = vbd->img->info;
+	/* the image owns its parent name, and is about to go */
+	vbd->info.parent = NULL;
 	vbd->img = NULL;
 	if (err)
 		td_err("%s: flush before pausing failed: %s", vbd->name,
@@ -301,10 +301,6 @@ int td_vbd_resume(struct td_vbd *vbd, struct td_image *chain)
 	free(vbd->name);
 	vbd->name = name;
 	vbd->img = chain;
-	/* a new image may need another alignment; the size is the same */
-	vbd->info.align = chain->info.align;
-	vbd->info.can_discard = chain->info.can_discard;
-	vbd->info.can_zero = chain->info.can_zero;
 	vbd->pause = VBD_RUNNING;
 	vbd_kick(vbd);
 	return 0;
@@ -363,7 +359,7 @@ void vbd_enqueue(struct td_vbd *vbd, struct td_request *req)
 
 static int vbd_validate(const struct td_vbd *vbd, const struct td_request *req)
 {
-	uint64_t size = vbd->info.size, total = 0;
+	uint64_t size = vbd_info(vbd)->size, total = 0;
 	int i;
 
 	if ((unsigned)req->op >= TD_OP_MAX)
@@ -387,7 +383,7 @@ static int vbd_validate(const struct td_vbd *vbd, const struct td_request *req)
 
 void td_vbd_submit(struct td_vbd *vbd, struct td_request *req)
 {
-	uint64_t lo, hi;
+	uint64_t lo, hi, align;
 	int rc;
 
 	req->t_start = td_now_ns();
@@ -399,12 +395,13 @@ void td_vbd_submit(struct td_vbd *vbd, struct td_request *req)
 		vbd_finish_early(vbd, req, rc);
 		return;
 	}
-	if (req->op == TD_OP_DISCARD && vbd->info.align > 1) {
+	align = vbd_info(vbd)->align;
+	if (req->op == TD_OP_DISCARD && align > 1) {
 		/* a discard is a hint: drop the unaligned edges */
-		lo = req->offset + vbd->info.align - 1;
-		lo -= lo % vbd->info.align;
+		lo = req->offset + align - 1;
+		lo -= lo % align;
 		hi = req->offset + req->len;
-		hi -= hi % vbd->info.align;
+		hi -= hi % align;
 		if (hi <= lo) {
 			vbd_finish_early(vbd, req, 0);
 			return;

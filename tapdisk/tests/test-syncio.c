@@ -81,6 +81,13 @@ int main(void)
 	}
 	is(td_syncio_wait(s, 0), 0, "wait for all");
 	is(done, 32, "32 parallel writes completed");
+
+	/* an admin resize shows at once, and I/O may use the new space */
+	is(td_syncio_image(s)->drv->resize(td_syncio_image(s), 2 * SIZE), 0,
+	   "driver resize");
+	is(td_syncio_size(s), 2 * SIZE, "the size follows the resize");
+	is(td_syncio_pwrite(s, buf, 4096, 2 * SIZE - 4096, 0), 0,
+	   "a write near the new end");
 	td_syncio_close(s);
 
 	s = td_syncio_open(name, TD_OPEN_RDONLY);
