@@ -359,6 +359,11 @@ unsigned td_io_busy(const struct td_ioengine *io)
 	return io->pending + io->inflight;
 }
 
+unsigned td_io_pending(const struct td_ioengine *io)
+{
+	return io->pending;
+}
+
 int td_io_kind_parse(const char *s, enum td_io_kind *kind)
 {
 	if (!s)

@@ -61,6 +61,8 @@ void td_io_queue(struct td_ioengine *io, struct td_iocb *cb);
 void td_io_submit(struct td_ioengine *io);
 /* Blocks queued or in flight. */
 unsigned td_io_busy(const struct td_ioengine *io);
+/* Blocks queued and not yet handed to the kernel. */
+unsigned td_io_pending(const struct td_ioengine *io);
 int td_io_kind_parse(const char *s, enum td_io_kind *kind);
 
 #endif
