@@ -76,6 +76,9 @@ TOOL_PROGS := $(if $(IMG_SRCS),$(BUILD)/tap-img) $(CLASSIC_PROGS)
 CTL_COMMON_SRCS := blktapctrl/client.c
 CTLD_SRCS := blktapctrl/daemon.c blktapctrl/disks.c blktapctrl/spawn.c \
 	blktapctrl/proto.c $(CTL_COMMON_SRCS)
+# the xenstore watcher: only blktapctrl itself links libxenstore
+CTLD_XS_SRCS := blktapctrl/xenstore.c
+CTLD_XS_LIBS := $(shell pkg-config --libs xenstore)
 CTL_PROGS := $(BUILD)/blktapctrl $(BUILD)/tap-ctl
 
 PROGS := $(BUILD)/tapdisk $(TOOL_PROGS) $(CTL_PROGS)
@@ -142,8 +145,8 @@ $(BUILD)/tap-img: $(call obj,$(IMG_SRCS)) $(TOOL_LIB) $(TD_LIB)
 $(CLASSIC_PROGS): $(BUILD)/%: $(BUILD)/obj/tapdisk/tools/%.o $(TOOL_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS)) $(TD_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS) $(CTLD_XS_SRCS)) $(TD_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTLD_XS_LIBS)
 
 $(BUILD)/tap-ctl: $(call obj,blktapctrl/tap-ctl.c $(CTL_COMMON_SRCS)) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -72,6 +72,7 @@ struct disk {
 	char *nbd[DISK_MAX_EXPORTS];
 	int n_nbd;
 	char *fuse;
+	char *xen; /* the Xen backend directory it serves, or NULL */
 	bool readonly;
 	enum disk_restart restart;
 	enum disk_state state;
@@ -108,6 +109,7 @@ struct disk {
 
 struct ctl_daemon {
 	struct td_loop *loop;
+	struct xsw *xsw; /* NULL: not watching xenstore */
 	const char *run_dir;
 	const char *tapdisk;
 	bool stop_disks;
@@ -148,6 +150,14 @@ void disk_release(struct disk *disk);
 void disk_call(struct disk *disk, struct json_object *req, int timeout_ms,
 	       disk_done_fn done, void *data);
 unsigned long long disk_proc_start(pid_t pid);
+
+/*
+ * xenstore.c: a disk for each block-tap device in this domain's
+ * backend/vbd, destroyed when the device goes. NULL with errno when
+ * xenstore cannot be reached.
+ */
+struct xsw *xsw_open(struct ctl_daemon *d);
+void xsw_free(struct xsw *x);
 
 /* proto.c: the control socket (td_control_free() closes it) */
 struct td_control *ctl_server_new(struct ctl_daemon *d, const char *path);

@@ -27,9 +27,16 @@
 #define CTL_RUN_DIR "/run/blktap"
 #define CTL_TAPDISK TD_LIBEXECDIR "/blktap/tapdisk"
 
+enum ctl_xenstore {
+	CTL_XS_AUTO, /* when this is a Xen domain with xenstore */
+	CTL_XS_ON,
+	CTL_XS_OFF,
+};
+
 struct ctl_opts {
 	bool foreground;
 	int log_level;
+	enum ctl_xenstore xenstore;
 };
 
 static void usage(FILE *f)
@@ -45,6 +52,10 @@ static void usage(FILE *f)
 		"  -t, --tapdisk PATH  the tapdisk to run (default %s)\n"
 		"  -s, --stop-disks    on SIGTERM, stop every tapdisk too\n"
 		"                      (by default they keep serving)\n"
+		"  -x, --xenstore      serve the Xen devices with script "
+		"block-tap\n"
+		"                      (default: when xenstore is there)\n"
+		"  -X, --no-xenstore   leave xenstore alone\n"
 		"  -v, --verbose       debug messages\n"
 		"  -h, --help          this help\n"
 		"  -V, --version       print the version\n"
@@ -61,6 +72,8 @@ static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "tapdisk", required_argument, NULL, 't' },
 		{ "stop-disks", no_argument, NULL, 's' },
+		{ "xenstore", no_argument, NULL, 'x' },
+		{ "no-xenstore", no_argument, NULL, 'X' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -68,7 +81,7 @@ static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "Fr:t:svhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "Fr:t:sxXvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'F':
 			o->foreground = true;
@@ -81,6 +94,12 @@ static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
 			break;
 		case 's':
 			d->stop_disks = true;
+			break;
+		case 'x':
+			o->xenstore = CTL_XS_ON;
+			break;
+		case 'X':
+			o->xenstore = CTL_XS_OFF;
 			break;
 		case 'v':
 			o->log_level = LOG_DEBUG;
@@ -103,6 +122,39 @@ static int parse_args(struct ctl_daemon *d, struct ctl_opts *o, int argc,
 		return 2;
 	}
 	return 0;
+}
+
+/*
+ * Watch xenstore if asked to, or by default when this is a Xen domain
+ * whose xenstore is reachable: a host without Xen runs as before.
+ */
+static int ctl_xenstore(struct ctl_daemon *d, enum ctl_xenstore mode)
+{
+	static const char *const paths[] = { "/dev/xen/xenbus",
+					     "/run/xenstored/socket",
+					     "/var/run/xenstored/socket" };
+	bool found = false;
+	size_t i;
+	int rc;
+
+	if (mode == CTL_XS_OFF)
+		return 0;
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		found |= !access(paths[i], F_OK);
+	if (!found && mode == CTL_XS_AUTO)
+		return 0;
+	d->xsw = xsw_open(d);
+	if (d->xsw)
+		return 0;
+	if (mode == CTL_XS_AUTO) {
+		td_warn("xenstore: %s: Xen devices with script block-tap are "
+			"not served",
+			strerror(errno));
+		return 0;
+	}
+	rc = -errno;
+	td_err("xenstore: %s", strerror(-rc));
+	return rc;
 }
 
 static void ctl_signal(struct td_watch *w, int fd, uint32_t events, void *data)
@@ -218,6 +270,9 @@ int main(int argc, char **argv)
 	for (minor = 0; minor < DISK_MAX_MINORS; minor++)
 		if (d.disks[minor])
 			disk_adopt(d.disks[minor]);
+	/* after adopting: the disks already serving devices are known */
+	if (ctl_xenstore(&d, o.xenstore))
+		goto out;
 	td_info("listening on %s, tapdisk %s", path, d.tapdisk);
 	td_daemon_ready(ready, 0);
 	ready = -1;
@@ -230,6 +285,9 @@ out:
 	td_daemon_ready(ready, 1);
 	/* stop accepting before letting the disks go */
 	td_control_free(server);
+	/* a device coming or going now is for the next daemon to see */
+	xsw_free(d.xsw);
+	d.xsw = NULL;
 	if (d.loop)
 		ctl_shutdown(&d);
 	if (sigwatch)

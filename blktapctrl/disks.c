@@ -80,6 +80,7 @@ void disk_free(struct disk *disk)
 	for (i = 0; i < disk->n_nbd; i++)
 		free(disk->nbd[i]);
 	free(disk->fuse);
+	free(disk->xen);
 	free(disk->opened);
 	free(disk->image);
 	free(disk);
@@ -164,6 +165,7 @@ struct json_object *disk_to_json(const struct disk *disk)
 	json_add_str(o, "image", disk->image);
 	json_object_object_add(o, "exports", exports);
 	json_add_str(o, "fuse", disk->fuse);
+	json_add_str(o, "xen", disk->xen);
 	json_object_object_add(o, "readonly",
 			       json_object_new_boolean(disk->readonly));
 	json_object_object_add(
@@ -274,6 +276,8 @@ static int disk_from_json(struct ctl_daemon *d, struct json_object *o,
 							    exports, i))))
 				goto fail;
 	if ((s = json_str(o, "fuse")) && !(disk->fuse = strdup(s)))
+		goto fail;
+	if ((s = json_str(o, "xen")) && !(disk->xen = strdup(s)))
 		goto fail;
 	if ((s = json_str(o, "opened")) && !(disk->opened = strdup(s)))
 		goto fail;

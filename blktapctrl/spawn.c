@@ -488,7 +488,7 @@ static void disk_ready(int rc, struct json_object *reply, void *data)
 void disk_start(struct disk *disk, disk_done_fn done, void *data)
 {
 	char ctl[4096], log_path[4096], err[4096 + 64];
-	char *argv[8 + 2 * DISK_MAX_EXPORTS];
+	char *argv[12 + 2 * DISK_MAX_EXPORTS];
 	int argc = 0, i, rc;
 	pid_t pid;
 
@@ -510,6 +510,10 @@ void disk_start(struct disk *disk, disk_done_fn done, void *data)
 	if (disk->fuse) {
 		argv[argc++] = "--fuse";
 		argv[argc++] = disk->fuse;
+	}
+	if (disk->xen) {
+		argv[argc++] = "--xen-backend";
+		argv[argc++] = disk->xen;
 	}
 	if (disk->readonly)
 		argv[argc++] = "--readonly";

@@ -194,6 +194,24 @@ out:
 	return rc;
 }
 
+/*
+ * A Xen device it serves, as one more export: "xen:vbd/DOMID/DEVID", the
+ * backend directory past the serving domain's "backend/".
+ */
+static void xen_export(struct json_object *d, char *buf, size_t len)
+{
+	struct json_object *v;
+	const char *xen, *be;
+	size_t off = strcmp(buf, "-") ? strlen(buf) : 0;
+
+	if (!json_object_object_get_ex(d, "xen", &v) || off >= len)
+		return;
+	xen = json_object_get_string(v);
+	be = strstr(xen, "/backend/");
+	snprintf(buf + off, len - off, "%sxen:%s", off ? "," : "",
+		 be ? be + 9 : xen);
+}
+
 static int cmd_list(struct tapctl *t)
 {
 	static const char *const head[] = { "MINOR",	"PID",	 "STATE",
@@ -236,6 +254,7 @@ static int cmd_list(struct tapctl *t)
 			snprintf(cell[4], sizeof(cell[4]), "%s",
 				 jstr(d, "image"));
 			jjoin(d, "exports", cell[5], sizeof(cell[5]));
+			xen_export(d, cell[5], sizeof(cell[5]));
 			if (!pass) {
 				for (c = 0; c < 6; c++)
 					if (strlen(cell[c]) > w[c])
