@@ -200,15 +200,72 @@ mkdata() {
 	qemu-img compare top.qcow2 flat.raw
 }
 
-@test "convert -c: compressed output or a clear refusal" {
+# mkdata, plus a cluster of real zero bytes (data to block_status) at 12M
+# and a last 64k cluster cut short: 16M + 36352 bytes
+mkdata_tail() {
+	mkdata "$1"
+	qemu-io -f raw -c 'write -P 0 12M 64k' "$1" >/dev/null
+	truncate -s $((16 * 1024 * 1024 + 36352)) "$1"
+	qemu-io -f raw -c 'write -P 0x11 16M 36352' "$1" >/dev/null
+}
+
+# a qemu-img check --output=json count of FILE (absent when 0)
+check_field() {
+	qemu-img check --output=json "$1" | json_get "j.get('$2', 0)"
+}
+
+@test "convert -c: every data cluster compressed (zlib, zstd), zeroes skipped" {
 	need_fmt qcow2
+	mkdata_tail src.raw
+	for t in zlib zstd; do
+		"$TAPIMG" convert -c -O qcow2 -o compression_type=$t src.raw $t.qcow2
+		qemu-img check $t.qcow2
+		qemu-img compare src.raw $t.qcow2
+		run qemu-img info $t.qcow2
+		assert_output --partial "compression type: $t"
+		# 2M at 1M, 64k at 9M, the short last cluster; not the zeroes
+		[ "$(check_field $t.qcow2 allocated-clusters)" -eq 34 ]
+		[ "$(check_field $t.qcow2 compressed-clusters)" -eq 34 ]
+		# qemu 8.2 and later also say so in map (7.2 has no such field)
+		[ "$(qemu-img map --output=json $t.qcow2 |
+			json_get 'all(e.get("compressed", True) for e in j if e["data"])')" = True ]
+		# 2.1 MiB of data in one pattern each: a few KiB once compressed
+		[ "$(stat -c %s $t.qcow2)" -lt $((512 * 1024)) ]
+	done
+	qemu-img convert -c -O qcow2 src.raw q.qcow2
+	[ "$(stat -c %s zlib.qcow2)" -le "$(stat -c %s q.qcow2)" ]
+}
+
+@test "convert -c -S 0 compresses every cluster, zeroes too" {
+	need_fmt qcow2
+	mkdata_tail src.raw
+	"$TAPIMG" convert -c -S 0 -O qcow2 -o cluster_size=16384 src.raw c.qcow2
+	qemu-img check c.qcow2
+	qemu-img compare src.raw c.qcow2
+	# 16M + 36352 bytes in 16k clusters
+	[ "$(check_field c.qcow2 compressed-clusters)" -eq 1027 ]
+	[ "$(check_field c.qcow2 allocated-clusters)" -eq 1027 ]
+}
+
+@test "convert -c: random data stays readable (stored uncompressed)" {
+	need_fmt qcow2
+	mkimg_random src.raw 1
+	"$TAPIMG" convert -c -O qcow2 -o cluster_size=4096 src.raw c.qcow2
+	qemu-img check c.qcow2
+	qemu-img compare src.raw c.qcow2
+	[ "$(check_field c.qcow2 allocated-clusters)" -eq 256 ]
+	[ "$(check_field c.qcow2 compressed-clusters)" -eq 0 ]
+}
+
+@test "convert -c to anything but qcow2 is refused before creating it" {
+	need_fmt qcow
 	mkdata src.raw
-	run "$TAPIMG" convert -c -O qcow2 src.raw c.qcow2
-	if [ "$status" -eq 0 ]; then
-		qemu-img compare src.raw c.qcow2
-	else
-		assert_output --partial "compressed"
-	fi
+	for f in qcow raw; do
+		run "$TAPIMG" convert -c -O $f src.raw c.$f
+		assert_failure 1
+		assert_output --partial "compressed output (-c) is only supported for qcow2"
+		[ ! -e c.$f ]
+	done
 }
 
 @test "compare: 0 identical, 1 different with the offset, 2 error; -s" {

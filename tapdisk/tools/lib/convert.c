@@ -6,6 +6,7 @@
 
 #include "convert.h"
 #include "copy.h"
+#include "drivers/qcow2.h"
 #include "log.h"
 
 int tool_cache_parse(const char *s, enum tool_cache *out)
@@ -34,9 +35,10 @@ int tool_convert(const struct tool_convert_opts *o)
 	struct stat st;
 	int rc;
 
-	if (o->compress) {
-		td_err("%s: compressed output (-c) is not supported: the qcow2 driver has no compressed writer",
-		       o->dst);
+	/* qcow (v1) has compressed clusters, but no writer for them */
+	if (o->compress && strcmp(tool_fmt_type(o->dst_fmt), "qcow2")) {
+		td_err("%s: compressed output (-c) is only supported for qcow2, not %s",
+		       o->dst, o->dst_fmt);
 		return -ENOTSUP;
 	}
 	src = tool_open(o->src, o->src_fmt,
@@ -69,7 +71,11 @@ int tool_convert(const struct tool_convert_opts *o)
 	/* a new file reads as zeroes; a device keeps what it held */
 	co.dst_zeroed = stat(o->dst, &st) || !S_ISBLK(st.st_mode);
 	co.min_sparse = co.dst_zeroed ? o->min_sparse : 0;
-	co.granularity = tool_cluster_size(td_syncio_image(dst));
+	/* compressed writes take exactly one cluster of the qcow2 layer */
+	co.granularity = o->compress ?
+				 qcow2_cluster_size(td_syncio_image(dst)) :
+				 tool_cluster_size(td_syncio_image(dst));
+	co.compress = o->compress;
 	co.inflight = o->inflight;
 	co.progress = o->progress;
 	co.no_flush = o->dst_cache == TOOL_CACHE_UNSAFE;

@@ -4,6 +4,10 @@
  * syncio each). Both are kept moving: ready completions on either side are
  * handled without sleeping, and only when neither has anything ready does
  * the engine sleep, on the side whose oldest request was issued first.
+ *
+ * Compressed output is written by the engine itself, one cluster per turn
+ * of the loop: qcow2_write_compressed() blocks, so the reads issued before
+ * it keep going in the kernel and the next jobs start between clusters.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 
 #include "buf.h"
 #include "copy.h"
+#include "drivers/qcow2.h"
 #include "log.h"
 #include "progress.h"
 #include "tool.h"
@@ -34,6 +39,8 @@ struct copy_slot {
 	void *buf;
 	bool busy;
 	bool reading;
+	bool ready; /* compress: the job's bytes are in data, to be written */
+	const char *data; /* compress: buf, or the shared zero buffer */
 	uint64_t off, len; /* the job */
 	uint64_t wpos; /* next byte of the job to write */
 	uint64_t seq; /* issue order of the current request */
@@ -262,6 +269,11 @@ static void copy_read_done(struct td_request *req, int err)
 		return;
 	}
 	s->wpos = s->off;
+	if (c->o->compress) {
+		s->reading = false;
+		s->ready = true;
+		return;
+	}
 	copy_write_next(s);
 }
 
@@ -279,9 +291,16 @@ static void copy_start(struct copy_slot *s, enum copy_kind kind, uint64_t off,
 		return;
 	}
 	if (kind == COPY_ZERO_BUF) {
+		if (c->o->compress) {
+			s->data = c->zero;
+			s->wpos = off;
+			s->ready = true;
+			return;
+		}
 		copy_submit_dst(s, TD_OP_WRITE, c->zero, off, len);
 		return;
 	}
+	s->data = s->buf;
 	memset(&s->req, 0, sizeof(s->req));
 	s->iov.iov_base = s->buf;
 	s->iov.iov_len = len;
@@ -307,7 +326,7 @@ static int copy_sleep(struct copy *c)
 	for (i = 0; i < c->nslots; i++) {
 		struct copy_slot *s = &c->slots[i];
 
-		if (!s->busy)
+		if (!s->busy || s->ready)
 			continue;
 		if (s->reading && s->seq < rseq)
 			rseq = s->seq;
@@ -321,6 +340,44 @@ static int copy_sleep(struct copy *c)
 	return 0;
 }
 
+/*
+ * Compress and write one cluster of the job with the lowest offset, once
+ * its bytes are in: the clusters are then packed in guest order, as
+ * qemu-img packs them, and read back sequentially. False when that job is
+ * still being read (or there is none).
+ */
+static bool copy_compress_one(struct copy *c)
+{
+	struct copy_slot *s = NULL, *t;
+	uint64_t n;
+	const char *p;
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < c->nslots; i++) {
+		t = &c->slots[i];
+		if ((t->ready || (t->busy && t->reading)) &&
+		    (!s || t->off < s->off))
+			s = t;
+	}
+	if (!s || !s->ready)
+		return false;
+	n = min_u64(c->gran, s->off + s->len - s->wpos);
+	p = s->data + (s->wpos - s->off);
+	/* a new image reads as zero where no cluster is written */
+	if (!c->err &&
+	    !(c->o->dst_zeroed && c->o->min_sparse && tool_is_zero(p, n)))
+		rc = qcow2_write_compressed(td_syncio_image(c->dst), s->wpos, p,
+					    n);
+	if (rc)
+		copy_fail(c, rc);
+	tool_progress_add(&c->prog, n);
+	s->wpos += n;
+	if (c->err || s->wpos >= s->off + s->len)
+		s->ready = s->busy = false;
+	return true;
+}
+
 static int copy_run(struct copy *c)
 {
 	struct td_loop *sl = td_syncio_image(c->src)->loop;
@@ -328,6 +385,7 @@ static int copy_run(struct copy *c)
 	enum copy_kind kind;
 	uint64_t off = 0, len = 0, seen;
 	unsigned i, busy;
+	bool wrote;
 	int rc;
 
 	for (;;) {
@@ -348,7 +406,8 @@ static int copy_run(struct copy *c)
 		/* hand both sides their new requests, take what is ready */
 		if (td_loop_once(sl, 0) < 0 || td_loop_once(dl, 0) < 0)
 			copy_fail(c, -EIO);
-		if (c->events != seen)
+		wrote = c->o->compress && copy_compress_one(c);
+		if (c->events != seen || wrote)
 			continue;
 		rc = copy_sleep(c);
 		if (rc)
@@ -369,7 +428,8 @@ int tool_copy(struct td_syncio *src, struct td_syncio *dst, uint64_t size,
 	int rc = -ENOMEM;
 
 	c.gran = opts->granularity ? opts->granularity : 512;
-	if (opts->dst_zeroed && opts->min_sparse > c.gran)
+	/* compressed clusters are skipped or written whole, never split */
+	if (opts->dst_zeroed && opts->min_sparse > c.gran && !opts->compress)
 		c.gran = opts->min_sparse;
 	c.nslots = opts->inflight ? opts->inflight : TOOL_COPY_INFLIGHT;
 	if (c.nslots > TOOL_COPY_MAX_INFLIGHT)

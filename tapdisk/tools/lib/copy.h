@@ -34,6 +34,13 @@ struct tool_copy_opts {
 	bool top_only;
 	/* blocks of dst never split between requests (its cluster size) */
 	uint64_t granularity;
+	/*
+	 * dst is qcow2 and granularity its cluster size: write every cluster
+	 * of data compressed (qcow2_write_compressed), in guest order. With
+	 * dst_zeroed and min_sparse, all-zero clusters are skipped whatever
+	 * min_sparse is, since a compressed cluster is written whole.
+	 */
+	bool compress;
 	unsigned inflight; /* requests in flight; 0: TOOL_COPY_INFLIGHT */
 	bool progress; /* -p */
 	bool no_flush; /* qemu-img's cache=unsafe: leave dst to the page cache */
