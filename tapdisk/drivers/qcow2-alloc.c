@@ -27,17 +27,19 @@
 bool qcow2_wait_inflight(struct qcow2_op *op, void (*step)(struct qcow2_op *op))
 {
 	struct qcow2_priv *p = op->img->priv;
-	struct qcow2_op *o;
+	struct qcow2_op *o, **pp;
 
 	for (o = p->inflight; o; o = o->inext)
 		if (o->pos >> p->cluster_bits == op->pos >> p->cluster_bits)
 			break;
 	if (!o)
 		return false;
-	/* inflight_release() queues op for the lock again */
+	/* inflight_release() queues op for the lock again, in arrival order */
 	op->step = step;
-	op->bnext = o->blocked;
-	o->blocked = op;
+	op->bnext = NULL;
+	for (pp = &o->blocked; *pp; pp = &(*pp)->bnext)
+		;
+	*pp = op;
 	qcow2_unlock(op);
 	return true;
 }
