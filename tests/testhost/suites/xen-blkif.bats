@@ -1,93 +1,190 @@
 #!/usr/bin/env bats
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# tapdisk as the Xen blkif backend of a PV domU (tapdisk --xen-backend),
-# in the test host's dom0. xl writes the device's xenstore directories
-# (disk spec with script=block-tap, target = the tapdisk image name) and
-# waits for the backend to reach InitWait before it runs the hotplug
-# script; here the test plays the part of the xenstore watcher that starts
-# tapdisk for a new device. The domU's /init reports its xvda (sectors and
-# first 16 bytes), writes a marker at byte 16, syncs and powers off.
+# tapdisk as the Xen blkif backend of PV domUs in the test host's dom0,
+# started by blktapctrl: it watches xenstore and serves every device xl
+# gives to the block-tap hotplug script (disk spec with script=block-tap,
+# target = the tapdisk image name), and destroys the disk when the device
+# goes. The guests come from plain xl configs; nothing here starts a
+# tapdisk. The domU's /init reports its xvda (sectors and first 16
+# bytes), writes a marker at byte 16 (or reports that it cannot), syncs
+# and powers off.
 
 load helpers
 
-BLKIF_DEVID=51712 # xvda
 BLKIF_SCRIPT=$(cd "$BATS_TEST_DIRNAME/../../.." && pwd)/xend-hooks/block-tap
+CONSOLE=/var/log/xen/console/guest-domu.log
 
 setup_file() {
 	# the kernel's blkback would claim every vbd backend too
 	rmmod xen-blkback 2>/dev/null || true
+	# where xl looks for script=block-tap
+	mkdir -p /etc/xen/scripts
+	ln -sf "$BLKIF_SCRIPT" /etc/xen/scripts/block-tap
+	export CTL_DIR=/run/blktap-test CTL_LOG=/run/blktap-test.log
+	export BLKTAPCTRL_SOCKET=/run/blktap-test/ctl.sock
+	rm -rf "$CTL_DIR" "$CTL_LOG"
+	ctl_start
 }
 
 teardown_file() {
+	ctl_stop
 	modprobe xen-blkback 2>/dev/null || true
 }
 
 teardown() {
 	xl destroy domu 2>/dev/null || true
+	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
+		echo "# --- blktapctrl"
+		tail -n 40 "$CTL_LOG" | sed 's/^/# /'
+	fi
 	td_teardown
 }
 
-# blkif_guest IMAGE: boot the domU on IMAGE served by tapdisk; return once
-# the domain is gone and tapdisk has exited. Sets TD_LOG.
-blkif_guest() {
-	local image=$1 cfg=$TD_DIR/blkif.cfg be= i dom
-	sed "s|^disk = .*|disk = [ 'format=raw,vdev=xvda,access=rw,script=$BLKIF_SCRIPT,target=$image' ]|" \
-		/root/domu.cfg >"$cfg"
-	rm -f /var/log/xen/console/guest-domu.log
-	xl create "$cfg" >"$TD_DIR/xl.log" 2>&1 &
-	local xl_pid=$!
-	for ((i = 0; i < 200; i++)); do
-		for dom in $(xenstore-list /local/domain/0/backend/vbd 2>/dev/null); do
-			be=/local/domain/0/backend/vbd/$dom/$BLKIF_DEVID
-		done
-		[ -n "$be" ] && xenstore-read "$be/params" >/dev/null 2>&1 && break
-		be=
+# blktapctrl in the background, watching xenstore; returns once it serves
+ctl_start() {
+	local i n
+	n=$(grep -c 'listening on' "$CTL_LOG" 2>/dev/null || true)
+	"$BUILD/blktapctrl" -F --xenstore -r "$CTL_DIR" -t "$TAPDISK" \
+		</dev/null >>"$CTL_LOG" 2>&1 3>&- &
+	echo $! >"$CTL_DIR.pid"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c 'listening on' "$CTL_LOG")" -gt "${n:-0}" ] && return 0
 		sleep 0.1
 	done
-	[ -n "$be" ] || fail "xl wrote no backend directory: $(cat "$TD_DIR/xl.log")"
-	TD_LOG=$TD_DIR/td-xen.log
-	"$TAPDISK" --xen-backend "$be" "$(xenstore-read "$be/params")" \
-		</dev/null >"$TD_LOG" 2>&1 3>&- &
-	TD_PID=$!
-	TD_PIDS+=("$TD_PID")
-	wait "$xl_pid" || fail "$(printf 'xl create failed:\n%s\ntapdisk:\n%s' \
-		"$(cat "$TD_DIR/xl.log")" "$(cat "$TD_LOG")")"
+	fail "blktapctrl did not start: $(cat "$CTL_LOG")"
+}
+
+# SIGTERM: it exits and leaves its tapdisks serving
+ctl_stop() {
+	local pid i
+	pid=$(cat "$CTL_DIR.pid" 2>/dev/null) || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		td_alive "$pid" || break
+		sleep 0.1
+	done
+	rm -f "$CTL_DIR.pid"
+}
+
+ctl_disks() {
+	"$BUILD/tap-ctl" list | grep -c '^[0-9]'
+}
+
+# blktapctrl has destroyed every disk (their devices are gone)
+ctl_wait_empty() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[ "$(ctl_disks)" -eq 0 ] && return 0
+		sleep 0.1
+	done
+	fail "disks left: $("$BUILD/tap-ctl" list)"
+}
+
+# tap_disk VDEV TARGET [ACCESS]: an xl disk spec served by blktapctrl
+tap_disk() {
+	echo "format=raw,vdev=$1,access=${3:-rw},script=block-tap,target=$2"
+}
+
+# guest_cfg SPEC...: the domU's config with these disks, in $TD_DIR/domu.cfg
+guest_cfg() {
+	local d= s
+	for s in "$@"; do
+		d="$d${d:+, }'$s'"
+	done
+	sed "s|^disk = .*|disk = [ $d ]|" /root/domu.cfg >"$TD_DIR/domu.cfg"
+}
+
+# guest_run SPEC: boot the domU on that disk, wait until it powered off
+# and blktapctrl destroyed its disk
+guest_run() {
+	local i
+	guest_cfg "$1"
+	rm -f "$CONSOLE"
+	run timeout 120 xl create "$TD_DIR/domu.cfg"
+	[ "$status" -eq 0 ] || fail "xl create failed: $output"
 	for ((i = 0; i < 1200; i++)); do
 		xl list domu >/dev/null 2>&1 || break
 		sleep 0.1
 	done
 	xl list domu >/dev/null 2>&1 && fail "the domU did not power off"
-	# xl deletes the device once tapdisk said Closed: then it exits
-	for ((i = 0; i < 300; i++)); do
-		td_alive "$TD_PID" || break
-		sleep 0.1
-	done
-	td_alive "$TD_PID" && fail "tapdisk still runs: $(cat "$TD_LOG")"
-	wait "$TD_PID" || fail "tapdisk failed: $(cat "$TD_LOG")"
-	grep -q 'connected: ' "$TD_LOG" || fail "never connected: $(cat "$TD_LOG")"
+	ctl_wait_empty
 }
 
-@test "xen-blkif: a PV domU reads and writes a raw image tapdisk serves" {
+@test "xen-blkif: blktapctrl serves a raw image to a PV domU from a plain xl config" {
 	mkimg "$TD_DIR/disk.raw" 32M
 	printf 'TAPDISK-XEN-RAW!' | dd of="$TD_DIR/disk.raw" conv=notrunc 2>/dev/null
-	blkif_guest "aio:$TD_DIR/disk.raw"
-	grep -q "sectors=65536 first16=TAPDISK-XEN-RAW!" /var/log/xen/console/guest-domu.log ||
-		fail "domU console: $(cat /var/log/xen/console/guest-domu.log)"
-	grep -q "DOMU-MARK wrote xvda" /var/log/xen/console/guest-domu.log
+	guest_run "$(tap_disk xvda "aio:$TD_DIR/disk.raw")"
+	grep -q "sectors=65536 first16=TAPDISK-XEN-RAW!" "$CONSOLE" ||
+		fail "domU console: $(cat "$CONSOLE")"
+	grep -q "DOMU-MARK wrote xvda" "$CONSOLE"
 	[ "$(dd if="$TD_DIR/disk.raw" bs=16 skip=1 count=1 2>/dev/null)" = WRITTEN-BY-DOMU! ]
+	grep -q "new block-tap device: disk [0-9]* (aio:$TD_DIR/disk.raw)" "$CTL_LOG"
+	grep -q "the device was removed: destroying disk" "$CTL_LOG"
 }
 
-@test "xen-blkif: a PV domU reads and writes a qcow2 image; the image checks clean" {
+@test "xen-blkif: blktapctrl serves a qcow2 image to a PV domU; the image checks clean" {
 	mkimg "$TD_DIR/src.raw" 32M
 	printf 'TAPDISK-XEN-QC2!' | dd of="$TD_DIR/src.raw" conv=notrunc 2>/dev/null
 	"$TAP_IMG" convert -f raw -O qcow2 "$TD_DIR/src.raw" "$TD_DIR/disk.qcow2"
-	blkif_guest "qcow2:$TD_DIR/disk.qcow2"
-	grep -q "first16=TAPDISK-XEN-QC2!" /var/log/xen/console/guest-domu.log ||
-		fail "domU console: $(cat /var/log/xen/console/guest-domu.log)"
+	guest_run "$(tap_disk xvda "qcow2:$TD_DIR/disk.qcow2")"
+	grep -q "first16=TAPDISK-XEN-QC2!" "$CONSOLE" ||
+		fail "domU console: $(cat "$CONSOLE")"
 	run "$TAP_IMG" check "$TD_DIR/disk.qcow2"
 	assert_success
 	"$TAP_IMG" convert -O raw "$TD_DIR/disk.qcow2" "$TD_DIR/out.raw"
 	[ "$(dd if="$TD_DIR/out.raw" bs=16 count=1 2>/dev/null)" = TAPDISK-XEN-QC2! ]
 	[ "$(dd if="$TD_DIR/out.raw" bs=16 skip=1 count=1 2>/dev/null)" = WRITTEN-BY-DOMU! ]
+}
+
+@test "xen-blkif: the legacy spelling tap:aio:PATH,xvda,w with script=block-tap" {
+	# xl drops "tap:aio:"; the script makes the device blktapctrl's
+	mkimg "$TD_DIR/disk.raw" 32M
+	printf 'TAPDISK-XEN-AIO!' | dd of="$TD_DIR/disk.raw" conv=notrunc 2>/dev/null
+	guest_run "tap:aio:$TD_DIR/disk.raw,xvda,w,script=block-tap"
+	grep -q "first16=TAPDISK-XEN-AIO!" "$CONSOLE" ||
+		fail "domU console: $(cat "$CONSOLE")"
+	[ "$(dd if="$TD_DIR/disk.raw" bs=16 skip=1 count=1 2>/dev/null)" = WRITTEN-BY-DOMU! ]
+	grep -q "new block-tap device: disk [0-9]* ($TD_DIR/disk.raw)" "$CTL_LOG"
+}
+
+@test "xen-blkif: a read-only disk (access=ro): the domU reads it, its write is refused" {
+	mkimg "$TD_DIR/disk.raw" 32M
+	printf 'TAPDISK-XEN-RO!!' | dd of="$TD_DIR/disk.raw" conv=notrunc 2>/dev/null
+	guest_run "$(tap_disk xvda "aio:$TD_DIR/disk.raw" ro)"
+	grep -q "first16=TAPDISK-XEN-RO!!" "$CONSOLE" ||
+		fail "domU console: $(cat "$CONSOLE")"
+	grep -q "DOMU-MARK cannot write xvda" "$CONSOLE" ||
+		fail "domU console: $(cat "$CONSOLE")"
+	[ "$(dd if="$TD_DIR/disk.raw" bs=16 skip=1 count=1 2>/dev/null | tr -d '\0')" = "" ]
+	grep -q "(aio:$TD_DIR/disk.raw), read-only" "$CTL_LOG"
+}
+
+@test "xen-blkif: block-attach and block-detach; the disk survives a blktapctrl restart" {
+	local dom pid
+	mkimg "$TD_DIR/att.raw" 16M
+	guest_cfg
+	run timeout 120 xl create -p "$TD_DIR/domu.cfg"
+	assert_success
+	dom=$(xl domid domu)
+	run timeout 60 xl block-attach domu "$(tap_disk xvdb "aio:$TD_DIR/att.raw")"
+	[ "$status" -eq 0 ] || fail "block-attach failed: $output"
+	run "$BUILD/tap-ctl" list
+	assert_output --partial "aio:$TD_DIR/att.raw"
+	assert_output --partial "xen:vbd/$dom/51728"
+	assert_output --partial "running"
+	pid=$("$BUILD/tap-ctl" list | awk '/xen:vbd/ { print $2 }')
+	ctl_stop
+	td_alive "$pid" || fail "tapdisk $pid went with blktapctrl"
+	ctl_start
+	run "$BUILD/tap-ctl" list
+	assert_output --partial "xen:vbd/$dom/51728"
+	[ "$("$BUILD/tap-ctl" list | awk '/xen:vbd/ { print $2 }')" = "$pid" ]
+	grep -q "re-adopted tapdisk $pid" "$CTL_LOG"
+	run timeout 60 xl block-detach domu xvdb
+	[ "$status" -eq 0 ] || fail "block-detach failed: $output"
+	ctl_wait_empty
+	td_alive "$pid" && fail "tapdisk $pid still runs"
+	run xenstore-read "/local/domain/0/backend/vbd/$dom/51728/state"
+	assert_failure
 }
