@@ -245,13 +245,40 @@ static void fast_done(struct qcow2_op *op)
 	qcow2_op_end(op, op->err);
 }
 
+static void fast_whole_done(struct td_iocb *cb, long res)
+{
+	struct qcow2_op *op = cb->data;
+	int err = res < 0 ? (int)res : (uint64_t)res < op->req->len ? -EIO : 0;
+
+	if (err)
+		td_err("%s: write of %llu bytes at host offset %llu: %s",
+		       op->img->path, (unsigned long long)op->req->len,
+		       (unsigned long long)cb->offset, strerror(-err));
+	qcow2_seg_finish(op, err);
+}
+
 static void fast_issue(struct qcow2_op *op, uint64_t off, uint64_t len,
 		       uint64_t host)
 {
 	struct td_request *req = op->req;
+	struct qcow2_priv *p = op->img->priv;
 	struct iovec small[4], *iov;
 	int cnt;
 
+	if (len == req->len) {
+		/* the usual request: the request's own iovec, no segment */
+		op->cb.op = TD_IO_WRITE;
+		op->cb.fd = p->data_fd;
+		op->cb.flags = req->flags & TD_REQ_FUA ? TD_IO_DSYNC : 0;
+		op->cb.offset = host;
+		op->cb.iov = req->iov;
+		op->cb.iovcnt = req->iovcnt;
+		op->cb.done = fast_whole_done;
+		op->cb.data = op;
+		op->pending++;
+		td_io_queue(op->img->io, &op->cb);
+		return;
+	}
 	cnt = qcow2_iov_slice(req->iov, req->iovcnt, off - req->offset, len,
 			      &iov, small, 4);
 	if (cnt < 0) {
