@@ -372,8 +372,11 @@ static int cw_check(struct td_image *img, uint64_t off, size_t len)
 	}
 	if (!p->cbuf) {
 		p->cbuf = td_buf_get(2 * cs);
-		if (!p->cbuf)
+		if (!p->cbuf) {
+			td_err("%s: no memory for compressed writes",
+			       img->path);
 			return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -401,6 +404,7 @@ int qcow2_write_compressed(struct td_image *img, uint64_t guest_offset,
 	in = td_buf_get(cs);
 	out = td_buf_get(cs);
 	if (!in || !out) {
+		td_err("%s: no memory to compress a cluster", img->path);
 		rc = -ENOMEM;
 		goto out;
 	}
