@@ -117,11 +117,15 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	done
 done
 
-# convert: raw->qcow2, qcow2->raw
+# convert: raw->qcow2, qcow2->raw; the servers let go of the images first
+# (qemu-img refuses an image qemu-nbd holds)
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
 secs() {
 	local t0 t1
 	t0=$(date +%s.%N)
-	"$@" >/dev/null
+	"$@" >/dev/null || die "$* failed"
 	sync
 	t1=$(date +%s.%N)
 	echo "$t1 - $t0" | bc
