@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include <openssl/evp.h>
+#include <nettle/aes.h>
 
 #include "image.h"
 #include "io.h"
@@ -257,7 +257,7 @@ struct qcow_priv {
 	struct qcow_l2 *l2s;
 	unsigned nl2;
 	uint64_t stamp;
-	EVP_CIPHER_CTX *enc, *dec;
+	struct aes128_ctx *enc, *dec; /* NULL unless encrypted */
 	struct qcow_req *alloc_owner;
 	struct qcow_req *alloc_head, *alloc_tail;
 	struct td_defer alloc_defer;

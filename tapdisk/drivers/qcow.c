@@ -28,7 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <nettle/aes.h>
+#include <nettle/cbc.h>
 
 #include "buf.h"
 #include "drivers.h"
@@ -50,24 +51,23 @@ int qcow_crypt(struct td_image *img, uint64_t voff, uint8_t *buf, uint64_t len,
 	       bool enc)
 {
 	struct qcow_priv *p = img->priv;
-	EVP_CIPHER_CTX *ctx = enc ? p->enc : p->dec;
 	uint64_t sector = voff / QCOW_SECTOR, done;
-	unsigned char iv[16];
-	int outl, i;
+	uint8_t iv[AES_BLOCK_SIZE];
+	int i;
 
 	for (done = 0; done < len; done += QCOW_SECTOR, sector++) {
 		memset(iv, 0, sizeof(iv));
 		for (i = 0; i < 8; i++)
-			iv[i] = (unsigned char)(sector >> (8 * i));
-		if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) ||
-		    !EVP_CipherUpdate(ctx, buf + done, &outl, buf + done,
-				      QCOW_SECTOR) ||
-		    outl != QCOW_SECTOR) {
-			td_err("%s: AES %s of sector %llu failed", img->name,
-			       enc ? "encryption" : "decryption",
-			       (unsigned long long)sector);
-			return -EIO;
-		}
+			iv[i] = (uint8_t)(sector >> (8 * i));
+		/* nettle's CBC works in place */
+		if (enc)
+			cbc_encrypt(p->enc, (nettle_cipher_func *)aes128_encrypt,
+				    AES_BLOCK_SIZE, iv, QCOW_SECTOR, buf + done,
+				    buf + done);
+		else
+			cbc_decrypt(p->dec, (nettle_cipher_func *)aes128_decrypt,
+				    AES_BLOCK_SIZE, iv, QCOW_SECTOR, buf + done,
+				    buf + done);
 	}
 	return 0;
 }
@@ -129,15 +129,14 @@ static int qcow_setup_crypto(struct td_image *img, const char *keyfile)
 	err = qcow_read_key(p->file, keyfile, key);
 	if (err)
 		return err;
-	p->enc = EVP_CIPHER_CTX_new();
-	p->dec = EVP_CIPHER_CTX_new();
-	if (!p->enc || !p->dec ||
-	    !EVP_CipherInit_ex(p->enc, EVP_aes_128_cbc(), NULL, key, NULL, 1) ||
-	    !EVP_CipherInit_ex(p->dec, EVP_aes_128_cbc(), NULL, key, NULL, 0) ||
-	    !EVP_CIPHER_CTX_set_padding(p->enc, 0) ||
-	    !EVP_CIPHER_CTX_set_padding(p->dec, 0)) {
-		td_err("%s: cannot set up AES-128-CBC", p->file);
-		err = -EIO;
+	p->enc = malloc(sizeof(*p->enc));
+	p->dec = malloc(sizeof(*p->dec));
+	if (!p->enc || !p->dec) {
+		td_err("%s: no memory for the AES keys", p->file);
+		err = -ENOMEM;
+	} else {
+		aes128_set_encrypt_key(p->enc, key);
+		aes128_set_decrypt_key(p->dec, key);
 	}
 	explicit_bzero(key, sizeof(key));
 	return err;
@@ -284,8 +283,13 @@ static void qcow_close(struct td_image *img)
 	p->l1_raw = NULL;
 	free(p->l1);
 	p->l1 = NULL;
-	EVP_CIPHER_CTX_free(p->enc);
-	EVP_CIPHER_CTX_free(p->dec);
+	/* the expanded keys are the password's equivalent */
+	if (p->enc)
+		explicit_bzero(p->enc, sizeof(*p->enc));
+	if (p->dec)
+		explicit_bzero(p->dec, sizeof(*p->dec));
+	free(p->enc);
+	free(p->dec);
 	p->enc = p->dec = NULL;
 	if (p->fd >= 0)
 		close(p->fd);
