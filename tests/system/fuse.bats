@@ -353,3 +353,34 @@ fx_ext4_roundtrip() {
 	run "$TAPDISK" --fuse "$TD_DIR/a" --fuse "$TD_DIR/b" "aio:$img"
 	assert_equal "$status" 2
 }
+
+@test "fuse: through tap-ctl create --fuse: ext4 on a qcow2 disk, fsck clean, tree intact" {
+	need qemu-img mkfs.ext4 fsck.ext4 losetup
+	local img=$TD_DIR/disk.qcow2 file=$TD_DIR/disk.file run=$TD_DIR/run
+	local bin ctl minor
+	bin=$(dirname "$TAPDISK")
+	qemu-img create -q -f qcow2 "$img" 256M
+	export BLKTAPCTRL_SOCKET=$run/ctl.sock
+	"$bin/blktapctrl" -F --no-xenstore --run-dir "$run" --tapdisk "$TAPDISK" \
+		</dev/null >"$TD_DIR/blktapctrl.log" 2>&1 3>&- &
+	ctl=$!
+	TD_PIDS+=("$ctl")
+	for ((i = 0; i < TD_WAIT_SECS * 20; i++)); do
+		"$bin/tap-ctl" list >/dev/null 2>&1 && break
+		sleep 0.05
+	done
+	run "$bin/tap-ctl" create --fuse "$file" "qcow2:$img"
+	assert_success
+	minor=$(awk '$1 == "minor" {print $2}' <<<"$output")
+	[ "$(stat -c %s "$file")" -eq $((256 << 20)) ]
+	fx_loop --direct-io=on "$file"
+	fx_ext4_roundtrip "$FX_DEV"
+	fx_unloop "$FX_DEV"
+	run "$bin/tap-ctl" destroy -m "$minor"
+	assert_success
+	kill -TERM "$ctl"
+	td_wait_gone "$ctl" "$TD_WAIT_SECS"
+	run qemu-img check "$img"
+	assert_success
+	assert_output --partial "No errors were found"
+}
