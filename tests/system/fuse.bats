@@ -24,7 +24,8 @@ teardown() {
 	for l in "${FX_LOOPS[@]}"; do
 		losetup -d "$l" 2>/dev/null
 	done
-	for pid in "${TD_PIDS[@]}"; do
+	# ours, and the tapdisks a blktapctrl of ours started
+	for pid in "${TD_PIDS[@]}" $(pgrep -f -- "$TD_DIR/"); do
 		td_alive "$pid" && kill -TERM "$pid" 2>/dev/null
 		td_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
 	done
