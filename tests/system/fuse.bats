@@ -25,7 +25,7 @@ teardown() {
 		losetup -d "$l" 2>/dev/null
 	done
 	# ours, and the tapdisks a blktapctrl of ours started
-	for pid in "${TD_PIDS[@]}" $(pgrep -f -- "$TD_DIR/"); do
+	for pid in "${TD_PIDS[@]}" $([ -n "${TD_DIR:-}" ] && pgrep -f -- "$TD_DIR/"); do
 		td_alive "$pid" && kill -TERM "$pid" 2>/dev/null
 		td_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
 	done
