@@ -82,8 +82,8 @@ ctl_pid() {
 ctl_wait_state() {
 	local i n=$((TD_WAIT_SECS * 20)) s
 	for ((i = 0; i < n; i++)); do
-		# under ASan a list sent while the daemon forks a tapdisk is
-		# sometimes closed unanswered (a known, open bug): ask again
+		# a create sent in the background may not be listed yet (under
+		# ASan the daemon takes a while to get to it): ask again
 		s=$(ctl_field "$1" "['state']" 2>/dev/null) || s=unreachable
 		[ "$s" = "$2" ] && return 0
 		sleep 0.05
