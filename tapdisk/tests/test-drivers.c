@@ -15,6 +15,7 @@
 #include "log.h"
 #include "loop.h"
 #include "tap.h"
+#include "test-util.h"
 
 #define KiB 1024u
 #define MiB (1024u * KiB)
@@ -96,26 +97,6 @@ static void img_close(struct td_image *img)
 	free(img);
 }
 
-static void *abuf(size_t len, int fill)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, 4096, len))
-		abort();
-	memset(p, fill, len);
-	return p;
-}
-
-static bool all_bytes(const unsigned char *p, size_t len, int v)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
 static void make_file(const char *path, uint64_t size)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -129,7 +110,7 @@ static void make_file(const char *path, uint64_t size)
 static void test_data_path(struct td_image *img)
 {
 	const char *n = img->name;
-	unsigned char *a = abuf(256 * KiB, 0x5a), *b = abuf(256 * KiB, 0);
+	unsigned char *a = tu_abuf(256 * KiB, 0x5a), *b = tu_abuf(256 * KiB, 0);
 	struct td_extent ext;
 
 	is(do_req(img, TD_OP_WRITE, 0, 64 * KiB, 256 * KiB, a, NULL), 0,
@@ -143,7 +124,7 @@ static void test_data_path(struct td_image *img)
 	is(do_req(img, TD_OP_FLUSH, 0, 0, 0, NULL, NULL), 0, "%s: flush", n);
 	is(do_req(img, TD_OP_READ, 0, 0, 4 * KiB, b, NULL), 0,
 	   "%s: read the FUA write", n);
-	ok(all_bytes(b, 4 * KiB, 0x77), "%s: FUA data is there", n);
+	ok(tu_all_bytes(b, 4 * KiB, 0x77), "%s: FUA data is there", n);
 
 	is(do_req(img, TD_OP_DISCARD, 0, 64 * KiB, 64 * KiB, NULL, NULL), 0,
 	   "%s: discard 64 KiB", n);
@@ -154,8 +135,8 @@ static void test_data_path(struct td_image *img)
 	   0, "%s: write_zeroes NO_HOLE", n);
 	is(do_req(img, TD_OP_READ, 0, 64 * KiB, 256 * KiB, b, NULL), 0,
 	   "%s: read the zeroed ranges", n);
-	ok(all_bytes(b, 192 * KiB, 0) &&
-		   all_bytes(b + 192 * KiB, 64 * KiB, 0x5a),
+	ok(tu_all_bytes(b, 192 * KiB, 0) &&
+		   tu_all_bytes(b + 192 * KiB, 64 * KiB, 0x5a),
 	   "%s: discard and write_zeroes read back as zero", n);
 
 	/*
@@ -180,7 +161,7 @@ static void test_data_path(struct td_image *img)
 static void test_sparse_status(const struct td_driver *drv)
 {
 	char path[128];
-	unsigned char *a = abuf(64 * KiB, 1);
+	unsigned char *a = tu_abuf(64 * KiB, 1);
 	struct td_image *img;
 	struct td_extent ext;
 	int err;
@@ -250,7 +231,7 @@ static void test_raw(const struct td_driver *drv)
 static void test_zero_fallback(const struct td_driver *drv)
 {
 	char path[128];
-	unsigned char *a = abuf(3 * MiB, 0x42), *b = abuf(3 * MiB, 0x42);
+	unsigned char *a = tu_abuf(3 * MiB, 0x42), *b = tu_abuf(3 * MiB, 0x42);
 	struct td_image *img;
 	int err;
 
@@ -269,8 +250,8 @@ static void test_zero_fallback(const struct td_driver *drv)
 		  2 * MiB + 512 * KiB, NULL, NULL),
 	   0, "%s on tmpfs: NO_HOLE falls back to writing zeroes", drv->name);
 	do_req(img, TD_OP_READ, 0, 512 * KiB, 3 * MiB, b, NULL);
-	ok(all_bytes(b, 512 * KiB, 0x42) &&
-		   all_bytes(b + 512 * KiB, 2 * MiB + 512 * KiB, 0),
+	ok(tu_all_bytes(b, 512 * KiB, 0x42) &&
+		   tu_all_bytes(b + 512 * KiB, 2 * MiB + 512 * KiB, 0),
 	   "%s on tmpfs: the range reads back as zero, the rest kept",
 	   drv->name);
 	img_close(img);
@@ -363,7 +344,7 @@ static void test_ram_names(void)
 static void test_ram_shared(void)
 {
 	char name[64], spec[96];
-	unsigned char *a = abuf(64 * KiB, 0x6b), *b = abuf(64 * KiB, 0);
+	unsigned char *a = tu_abuf(64 * KiB, 0x6b), *b = tu_abuf(64 * KiB, 0);
 	struct td_image *x, *y;
 	int err;
 

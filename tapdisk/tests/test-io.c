@@ -12,6 +12,7 @@
 #include "log.h"
 #include "loop.h"
 #include "tap.h"
+#include "test-util.h"
 
 #define BLK 4096
 
@@ -70,31 +71,11 @@ static long run_one(struct td_loop *loop, struct td_ioengine *io, struct op *o)
 	return o->done ? o->res : -ETIMEDOUT;
 }
 
-static void *abuf(size_t len, int fill)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, BLK, len))
-		abort();
-	memset(p, fill, len);
-	return p;
-}
-
-static bool all_bytes(const unsigned char *p, size_t len, int v)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (p[i] != v)
-			return false;
-	return true;
-}
-
 static void test_basic(struct td_loop *loop, struct td_ioengine *io,
 		       const char *name)
 {
 	char path[128];
-	unsigned char *a = abuf(4 * BLK, 0xa5), *b = abuf(4 * BLK, 0);
+	unsigned char *a = tu_abuf(4 * BLK, 0xa5), *b = tu_abuf(4 * BLK, 0);
 	struct op o;
 	int fd;
 
@@ -131,8 +112,8 @@ static void test_basic(struct td_loop *loop, struct td_ioengine *io,
 	is(run_one(loop, io, &o), 0, "%s: fallocate punch hole", name);
 	op_init(&o, TD_IO_READ, fd, 0, b, 4 * BLK);
 	is(run_one(loop, io, &o), 4 * BLK, "%s: read across the hole", name);
-	ok(all_bytes(b, BLK, 0x3c) && all_bytes(b + BLK, 2 * BLK, 0) &&
-		   all_bytes(b + 3 * BLK, BLK, 0xa5),
+	ok(tu_all_bytes(b, BLK, 0x3c) && tu_all_bytes(b + BLK, 2 * BLK, 0) &&
+		   tu_all_bytes(b + 3 * BLK, BLK, 0xa5),
 	   "%s: the punched range reads as zero, the rest is kept", name);
 
 	op_init(&o, TD_IO_READ, fd, 1, b, BLK);
@@ -147,7 +128,7 @@ static void test_eof(struct td_loop *loop, struct td_ioengine *io,
 		     const char *name)
 {
 	char path[128];
-	unsigned char *b = abuf(2 * BLK, 0xff), data[BLK + 100];
+	unsigned char *b = tu_abuf(2 * BLK, 0xff), data[BLK + 100];
 	struct op o;
 	int fd;
 
@@ -162,7 +143,7 @@ static void test_eof(struct td_loop *loop, struct td_ioengine *io,
 	o.cb.iovcnt = 2;
 	is(run_one(loop, io, &o), BLK + 100,
 	   "%s: a read past the end returns the bytes up to it", name);
-	ok(all_bytes(b, BLK + 100, 0x11) && all_bytes(b + BLK + 100, 100, 0xff),
+	ok(tu_all_bytes(b, BLK + 100, 0x11) && tu_all_bytes(b + BLK + 100, 100, 0xff),
 	   "%s: and stores nothing past them", name);
 	ok(o.iov[1].iov_base == b + BLK && o.iov[1].iov_len == BLK,
 	   "%s: the caller's iovecs are left alone", name);
@@ -208,7 +189,7 @@ static void test_many(struct td_loop *loop, const char *name,
 {
 	enum { N = 200, DEPTH = 8 };
 	struct td_ioengine *io = td_io_new(loop, kind, DEPTH);
-	unsigned char *a = abuf(N * 512, 0), *b = abuf(N * 512, 0);
+	unsigned char *a = tu_abuf(N * 512, 0), *b = tu_abuf(N * 512, 0);
 	struct op *o = calloc(N, sizeof(*o));
 	char path[128];
 	int fd, i, count = 0, iters;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "loop.h"
 #include "tap.h"
+#include "test-util.h"
 
 static struct td_loop *loop;
 static struct td_ioengine *io;
@@ -65,18 +66,6 @@ static int try_open(const char *path, unsigned flags)
 	return rc;
 }
 
-static int count_fds(void)
-{
-	char path[64];
-	int fd, n = 0;
-
-	for (fd = 0; fd < 1024; fd++) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n += access(path, F_OK) == 0;
-	}
-	return n;
-}
-
 /* A fresh 64 MiB image with 64 KiB clusters to break. */
 static void fresh(const char *p)
 {
@@ -90,7 +79,7 @@ static void test_malformed(void)
 	int fds;
 
 	snprintf(p, sizeof(p), "%s/bad.qcow2", dir);
-	fds = count_fds();
+	fds = tu_count_fds();
 
 	fresh(p);
 	is(try_open(p, TD_OPEN_RDONLY), 0, "a fresh image opens");
@@ -143,7 +132,7 @@ static void test_malformed(void)
 	patch(p, 96, b, 4);
 	is(try_open(p, TD_OPEN_RDONLY), -EINVAL, "refcount_order 7 refused");
 	/* the memory a failed open took is ASan's to count */
-	is(count_fds(), fds, "failed opens leave no descriptor open");
+	is(tu_count_fds(), fds, "failed opens leave no descriptor open");
 }
 
 static void test_loop(void)

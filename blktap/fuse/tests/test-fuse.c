@@ -22,6 +22,7 @@
 #include "log.h"
 #include "loop.h"
 #include "tap.h"
+#include "test-util.h"
 #include "vbd.h"
 
 #define DISK_SIZE (16u << 20)
@@ -31,19 +32,6 @@
 static struct td_loop *loop;
 static struct td_vbd *vbd;
 static char dir[64], path[128];
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d)))
-		n += e->d_name[0] != '.';
-	if (d)
-		closedir(d);
-	return n;
-}
 
 struct child_result {
 	int n, failed;
@@ -294,7 +282,7 @@ int main(void)
 	if (td_image_open_chain("ram:?size=16M", 0, loop, NULL, &img))
 		return 1;
 	vbd = td_vbd_new(loop, img, 0, 64);
-	fds = count_fds();
+	fds = tu_count_fds();
 
 	exp = fuse_export_new(loop, vbd, path, NULL);
 	ok(exp != NULL, "export on a missing file");
@@ -336,7 +324,7 @@ int main(void)
 	rmdir(path);
 
 	td_loop_once(loop, 0);
-	is(count_fds(), fds, "no fd leaked");
+	is(tu_count_fds(), fds, "no fd leaked");
 	is(td_vbd_inflight(vbd), 0, "nothing in flight");
 	td_vbd_free(vbd);
 	td_image_close_chain(img);

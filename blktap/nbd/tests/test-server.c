@@ -21,6 +21,7 @@
 #include "nbd-proto.h"
 #include "nbd.h"
 #include "tap.h"
+#include "test-util.h"
 #include "vbd.h"
 
 #define DISK_SIZE (16u << 20)
@@ -30,19 +31,6 @@ static struct td_loop *loop;
 static struct td_vbd *vbd;
 static char dir[64], sock_path[128];
 static const char *export = "disk";
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d)))
-		n += e->d_name[0] != '.';
-	if (d)
-		closedir(d);
-	return n;
-}
 
 /* Run the loop until cond(arg) holds or time runs out. */
 static bool spin_until(bool (*cond)(void *), void *arg)
@@ -640,7 +628,7 @@ int main(void)
 	if (td_image_open_chain("ram:?size=16M", 0, loop, NULL, &img))
 		return 1;
 	vbd = td_vbd_new(loop, img, 0, 64);
-	fds = count_fds();
+	fds = tu_count_fds();
 
 	ok(!nbd_server_new(loop, vbd, "tcp:host:x", &o), "bad address");
 	ok(!nbd_server_new(loop, vbd, "unix:/nonexistent/dir/s", &o),
@@ -665,7 +653,7 @@ int main(void)
 	nbd_server_free(srv);
 
 	td_loop_once(loop, 0);
-	is(count_fds(), fds, "no fd leaked");
+	is(tu_count_fds(), fds, "no fd leaked");
 	is(td_vbd_inflight(vbd), 0, "nothing in flight");
 	td_vbd_free(vbd);
 	td_image_close_chain(img);

@@ -103,9 +103,8 @@ int img_check(const struct img_cmd *cmd, int argc, char **argv)
 			json = true;
 			break;
 		case 'O':
-			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return img_usage_error(cmd, "--output is json or human");
-			json = !strcmp(optarg, "json");
+			if (img_parse_output(cmd, optarg, &json))
+				return 1;
 			break;
 		default:
 			return rc;

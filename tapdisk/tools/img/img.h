@@ -34,6 +34,9 @@ int img_getopt(const struct img_cmd *cmd, int argc, char **argv,
 	       const char *shortopts, const struct option *longopts,
 	       int *rc);
 
+/* --output=json|human (qemu-img's spelling): 0, or the usage error's 1 */
+int img_parse_output(const struct img_cmd *cmd, const char *arg, bool *json);
+
 int img_parse_size_arg(const struct img_cmd *cmd, const char *what,
 		       const char *arg, uint64_t *out, int *rc);
 

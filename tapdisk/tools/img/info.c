@@ -205,10 +205,8 @@ int img_info(const struct img_cmd *cmd, int argc, char **argv)
 			chain = true;
 			break;
 		case 'O':
-			/* qemu-img's spelling: --output=json|human */
-			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return img_usage_error(cmd, "--output is json or human");
-			json = !strcmp(optarg, "json");
+			if (img_parse_output(cmd, optarg, &json))
+				return 1;
 			break;
 		default:
 			return rc;

@@ -100,6 +100,14 @@ int img_usage_error(const struct img_cmd *cmd, const char *fmt, ...)
 	return 1;
 }
 
+int img_parse_output(const struct img_cmd *cmd, const char *arg, bool *json)
+{
+	if (strcmp(arg, "json") && strcmp(arg, "human"))
+		return img_usage_error(cmd, "--output is json or human");
+	*json = !strcmp(arg, "json");
+	return 0;
+}
+
 int img_help(const struct img_cmd *cmd)
 {
 	printf("usage: tap-img %s %s\n\n%s.\n\n%s", cmd->name, cmd->usage,
