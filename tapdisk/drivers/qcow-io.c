@@ -536,6 +536,26 @@ static void qcow_data_read_done(struct td_iocb *cb, long res)
 	s->done(s, err);
 }
 
+void qcow_sub_queue(struct qcow_sub *s, enum td_io_op op, uint64_t off,
+		    unsigned flags, void (*done)(struct td_iocb *cb, long res))
+{
+	s->cb.op = op;
+	s->cb.offset = off;
+	s->cb.flags = flags;
+	if (s->buf) {
+		s->biov.iov_base = s->buf;
+		s->biov.iov_len = s->len;
+		s->cb.iov = &s->biov;
+		s->cb.iovcnt = 1;
+	} else {
+		s->cb.iov = s->iov;
+		s->cb.iovcnt = s->iovcnt;
+	}
+	s->cb.done = done;
+	s->qr->pending++;
+	td_io_queue(s->qr->img->io, &s->cb);
+}
+
 static int qcow_issue_data_read(struct qcow_req *qr, uint64_t off, uint64_t len)
 {
 	struct qcow_priv *p = qr->img->priv;
@@ -553,20 +573,7 @@ static int qcow_issue_data_read(struct qcow_req *qr, uint64_t off, uint64_t len)
 		qcow_sub_free(s);
 		return rc;
 	}
-	s->cb.op = TD_IO_READ;
-	s->cb.offset = off;
-	if (s->buf) {
-		s->biov.iov_base = s->buf;
-		s->biov.iov_len = len;
-		s->cb.iov = &s->biov;
-		s->cb.iovcnt = 1;
-	} else {
-		s->cb.iov = s->iov;
-		s->cb.iovcnt = s->iovcnt;
-	}
-	s->cb.done = qcow_data_read_done;
-	qr->pending++;
-	td_io_queue(qr->img->io, &s->cb);
+	qcow_sub_queue(s, TD_IO_READ, off, 0, qcow_data_read_done);
 	return 0;
 }
 

@@ -293,6 +293,10 @@ struct qcow_req *qcow_req_new(struct td_image *img, struct td_request *req,
 struct qcow_sub *qcow_sub_new(struct qcow_req *qr,
 			      void (*done)(struct qcow_sub *, int));
 void qcow_sub_free(struct qcow_sub *s);
+/* Send s's bytes (its bounce buffer, else its slice of the request) to
+ * the file at off; done() runs when the engine is through. */
+void qcow_sub_queue(struct qcow_sub *s, enum td_io_op op, uint64_t off,
+		    unsigned flags, void (*done)(struct td_iocb *cb, long res));
 void qcow_fail(struct qcow_req *qr, int err);
 void qcow_sub_req_done(struct qcow_sub *s, int err);
 bool qcow_alloc_lock(struct qcow_req *qr);

@@ -66,22 +66,9 @@ static int qcow_issue_data_write(struct qcow_req *qr, uint64_t off,
 		qcow_sub_free(s);
 		return rc;
 	}
-	s->cb.op = TD_IO_WRITE;
-	s->cb.offset = off;
-	if (qr->req->flags & TD_REQ_FUA)
-		s->cb.flags = TD_IO_DSYNC;
-	if (s->buf) {
-		s->biov.iov_base = s->buf;
-		s->biov.iov_len = len;
-		s->cb.iov = &s->biov;
-		s->cb.iovcnt = 1;
-	} else {
-		s->cb.iov = s->iov;
-		s->cb.iovcnt = s->iovcnt;
-	}
-	s->cb.done = qcow_data_write_done;
-	qr->pending++;
-	td_io_queue(img->io, &s->cb);
+	qcow_sub_queue(s, TD_IO_WRITE, off,
+		       qr->req->flags & TD_REQ_FUA ? TD_IO_DSYNC : 0,
+		       qcow_data_write_done);
 	return 0;
 }
 
