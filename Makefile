@@ -183,7 +183,7 @@ $(BUILD)/tests/blktapctrl/test-%: $(BUILD)/obj/blktapctrl/tests/test-%.o \
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # the qcow test encrypts with another AES implementation than the driver's
-$(BUILD)/tests/tapdisk/test-qcow: LDLIBS += -lcrypto
+$(BUILD)/tests/tapdisk/test-qcow-crafted: LDLIBS += -lcrypto
 $(BUILD)/tests/tapdisk/test-%: $(BUILD)/obj/tapdisk/tests/test-%.o $(TOOL_LIB) $(TD_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
