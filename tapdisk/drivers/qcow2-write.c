@@ -125,14 +125,18 @@ static int zero_cluster(struct qcow2_op *op, struct qcow2_centry *e,
 			bitmap |= m << 32;
 		else
 			bitmap &= ~(m << 32);
+		/*
+		 * The L2 table is ours (qcow2_l2_writable), so its bitmap may
+		 * change even when the data cluster is shared with a
+		 * snapshot: the snapshot's own table still maps all of it,
+		 * and a later write copies the cluster unit by unit from
+		 * what this bitmap says.
+		 */
 		nentry = entry;
-		if (!(bitmap & 0xffffffffull) &&
-		    (entry & QCOW2_OFLAG_COPIED) && p->data_fd == p->fd) {
+		if (!(bitmap & 0xffffffffull) && p->data_fd == p->fd &&
+		    (entry & QCOW2_OFFSET_MASK)) {
 			qcow2_free_entry(img, entry);
 			nentry = 0;
-		} else if (!(entry & QCOW2_OFLAG_COPIED) &&
-			   (entry & QCOW2_OFFSET_MASK)) {
-			return op->discard ? 1 : 0;
 		}
 		qcow2_l2_set(p, e->buf, idx, nentry, bitmap);
 		qcow2_cache_dirty(e);
