@@ -75,7 +75,7 @@ TOOL_PROGS := $(if $(IMG_SRCS),$(BUILD)/tap-img) $(CLASSIC_PROGS)
 # the control plane: the blktapctrl daemon and its client tap-ctl
 CTL_COMMON_SRCS := blktapctrl/client.c
 CTLD_SRCS := blktapctrl/daemon.c blktapctrl/disks.c blktapctrl/spawn.c \
-	blktapctrl/proto.c $(CTL_COMMON_SRCS)
+	blktapctrl/disklog.c blktapctrl/proto.c $(CTL_COMMON_SRCS)
 # the xenstore watcher: only blktapctrl itself links libxenstore
 CTLD_XS_SRCS := blktapctrl/xenstore.c
 CTLD_XS_LIBS := $(shell pkg-config --libs xenstore)
@@ -145,7 +145,8 @@ $(BUILD)/tap-img: $(call obj,$(IMG_SRCS)) $(TOOL_LIB) $(TD_LIB)
 $(CLASSIC_PROGS): $(BUILD)/%: $(BUILD)/obj/tapdisk/tools/%.o $(TOOL_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS) $(CTLD_XS_SRCS)) $(TD_LIB)
+# (libblktap-ublk: to delete the ublk device of a tapdisk that is gone)
+$(BUILD)/blktapctrl: $(call obj,$(CTLD_SRCS) $(CTLD_XS_SRCS)) $(UBLK_LIB) $(TD_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTLD_XS_LIBS)
 
 $(BUILD)/tap-ctl: $(call obj,blktapctrl/tap-ctl.c $(CTL_COMMON_SRCS)) $(TD_LIB)
@@ -178,7 +179,7 @@ CTL_UNIT_BINS := $(patsubst blktapctrl/tests/%.c,$(BUILD)/tests/blktapctrl/%,\
 all: $(CTL_UNIT_BINS)
 $(BUILD)/obj/blktapctrl/tests/%.o: CPPFLAGS += -Iblktapctrl
 $(BUILD)/tests/blktapctrl/test-%: $(BUILD)/obj/blktapctrl/tests/test-%.o \
-		$(call obj,$(filter-out blktapctrl/daemon.c,$(CTLD_SRCS))) $(TD_LIB)
+		$(call obj,$(filter-out blktapctrl/daemon.c,$(CTLD_SRCS))) $(UBLK_LIB) $(TD_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -24,6 +24,11 @@ struct json_object;
 #define DISK_RESTART_WINDOW_NS (60ull * 1000000000ull)
 /* how long a tapdisk may take to answer after exec, and to shut down */
 #define DISK_START_MS 30000
+/*
+ * A tapdisk taking over a ublk device waits first for the kernel to notice
+ * that the old one died (Linux checks every 5 s; tapdisk waits up to 30 s)
+ */
+#define DISK_RECOVER_MS 60000
 #define DISK_STOP_MS 30000
 /* pause drains every in-flight request first */
 #define DISK_PAUSE_MS 60000
@@ -73,6 +78,14 @@ struct disk {
 	int n_nbd;
 	char *fuse;
 	char *xen; /* the Xen backend directory it serves, or NULL */
+	bool ublk; /* exported as a ublk block device */
+	int ublk_want; /* the device number asked for; -1: any */
+	/*
+	 * The device it serves, once its tapdisk said so; -1 before. A
+	 * tapdisk started while it is known takes that device over
+	 * (--ublk-recover): the kernel kept it, holding its requests.
+	 */
+	int ublk_id;
 	bool readonly;
 	enum disk_restart restart;
 	enum disk_state state;
@@ -115,6 +128,11 @@ struct ctl_daemon {
 	bool stop_disks;
 	struct disk *disks[DISK_MAX_MINORS];
 };
+
+/* disklog.c: the FIFO that is its tapdisk's stderr */
+int disk_log_open(struct disk *disk);
+void disk_log_drain(struct disk *disk);
+void disk_log_close(struct disk *disk);
 
 /* disks.c: the table and the state files */
 struct disk *disk_new(struct ctl_daemon *d, const char *image);

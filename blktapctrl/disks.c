@@ -56,6 +56,8 @@ static struct disk *disk_alloc(struct ctl_daemon *d, int minor,
 	disk->minor = minor;
 	disk->pidfd = -1;
 	disk->log_fd = -1;
+	disk->ublk_want = -1;
+	disk->ublk_id = -1;
 	d->disks[minor] = disk;
 	return disk;
 }
@@ -135,8 +137,11 @@ const char *disk_exports_str(const struct disk *disk, char *buf, size_t len)
 		off += snprintf(buf + off, len - off, "%s%s", off ? "," : "",
 				disk->nbd[i]);
 	if (disk->fuse && off < len)
-		snprintf(buf + off, len - off, "%sfuse:%s", off ? "," : "",
-			 disk->fuse);
+		off += snprintf(buf + off, len - off, "%sfuse:%s",
+				off ? "," : "", disk->fuse);
+	if (disk->ublk_id >= 0 && off < len)
+		snprintf(buf + off, len - off, "%sublk:/dev/ublkb%d",
+			 off ? "," : "", disk->ublk_id);
 	return buf[0] ? buf : "-";
 }
 
@@ -152,6 +157,7 @@ struct json_object *disk_to_json(const struct disk *disk)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *exports = json_object_new_array();
+	char ublk[32];
 	int i;
 
 	for (i = 0; i < disk->n_nbd; i++)
@@ -166,6 +172,10 @@ struct json_object *disk_to_json(const struct disk *disk)
 	json_object_object_add(o, "exports", exports);
 	json_add_str(o, "fuse", disk->fuse);
 	json_add_str(o, "xen", disk->xen);
+	if (disk->ublk_id >= 0) {
+		snprintf(ublk, sizeof(ublk), "/dev/ublkb%d", disk->ublk_id);
+		json_add_str(o, "ublk", ublk);
+	}
 	json_object_object_add(o, "readonly",
 			       json_object_new_boolean(disk->readonly));
 	json_object_object_add(
@@ -196,6 +206,12 @@ int disk_save(struct disk *disk)
 			       json_object_new_boolean(disk->paused));
 	json_object_object_add(o, "pid_start",
 			       json_object_new_uint64(disk->pid_start));
+	json_object_object_add(o, "ublk_on",
+			       json_object_new_boolean(disk->ublk));
+	json_object_object_add(o, "ublk_want",
+			       json_object_new_int(disk->ublk_want));
+	json_object_object_add(o, "ublk_id",
+			       json_object_new_int(disk->ublk_id));
 	s = json_object_to_json_string_ext(
 		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	len = strlen(s);
@@ -294,6 +310,14 @@ static int disk_from_json(struct ctl_daemon *d, struct json_object *o,
 			 json_object_get_boolean(v);
 	disk->paused = json_object_object_get_ex(o, "paused", &v) &&
 		       json_object_get_boolean(v);
+	disk->ublk = json_object_object_get_ex(o, "ublk_on", &v) &&
+		     json_object_get_boolean(v);
+	disk->ublk_want = json_object_object_get_ex(o, "ublk_want", &v) ?
+				  json_object_get_int(v) :
+				  -1;
+	disk->ublk_id = json_object_object_get_ex(o, "ublk_id", &v) ?
+				json_object_get_int(v) :
+				-1;
 	disk->pid = json_int(o, "pid");
 	disk->pid_start = json_int(o, "pid_start");
 	disk->started = json_int(o, "started");

@@ -79,6 +79,16 @@ static int ctl_create_opts(struct json_object *req, struct disk *disk,
 		if (!disk->fuse)
 			return -ENOMEM;
 	}
+	if (json_object_object_get_ex(req, "ublk", &v))
+		disk->ublk = json_object_get_boolean(v);
+	if (json_object_object_get_ex(req, "ublk_id", &v)) {
+		if (!json_object_is_type(v, json_type_int) ||
+		    json_object_get_int(v) < 0)
+			return ctl_bad(error, "\"ublk_id\" is not a device "
+					      "number");
+		disk->ublk = true;
+		disk->ublk_want = json_object_get_int(v);
+	}
 	if (json_object_object_get_ex(req, "readonly", &v))
 		disk->readonly = json_object_get_boolean(v);
 	if (json_object_object_get_ex(req, "restart", &v)) {
@@ -96,6 +106,7 @@ static void ctl_created(struct disk *disk, int rc, struct json_object *reply,
 			const char *err, void *data)
 {
 	struct json_object *fields, *exports;
+	char ublk[32];
 	int i;
 
 	if (rc) {
@@ -119,6 +130,11 @@ static void ctl_created(struct disk *disk, int rc, struct json_object *reply,
 	if (disk->fuse)
 		json_object_object_add(fields, "fuse",
 				       json_object_new_string(disk->fuse));
+	if (disk->ublk_id >= 0) {
+		snprintf(ublk, sizeof(ublk), "/dev/ublkb%d", disk->ublk_id);
+		json_object_object_add(fields, "ublk",
+				       json_object_new_string(ublk));
+	}
 	td_control_call_reply(data, fields, 0, NULL);
 }
 

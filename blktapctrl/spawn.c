@@ -9,11 +9,7 @@
  * the moment it exits; pidfds work for tapdisks re-adopted after a daemon
  * restart too, which are not our children.
  *
- * A tapdisk's stderr is a FIFO in the run directory rather than a pipe:
- * a restarted daemon opens the FIFO again and goes on relaying its
- * messages, where a pipe would have died with the old daemon. The write
- * end is non-blocking, so a daemon that is slow to read costs tapdisk a
- * log line, never a stall.
+ * A tapdisk's stderr goes through a FIFO that disklog.c relays.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +28,7 @@
 #include "blktapctrl.h"
 #include "client.h"
 #include "log.h"
+#include "ublk.h"
 
 /* Field 22 of /proc/PID/stat: tells a pid from a later one of that number. */
 unsigned long long disk_proc_start(pid_t pid)
@@ -57,99 +54,6 @@ unsigned long long disk_proc_start(pid_t pid)
 	if (p)
 		sscanf(p + 1, "%llu", &start);
 	return start;
-}
-
-static void disk_log_line(struct disk *disk, char *line)
-{
-	const char *e;
-
-	if (!*line)
-		return;
-	td_info("disk %d (%s): %s", disk->minor, disk->image, line);
-	/* what tapdisk said last as an error is what a failed create shows */
-	e = strstr(line, ": error: ");
-	if (e)
-		snprintf(disk->last_error, sizeof(disk->last_error), "%s",
-			 e + 9);
-}
-
-static void disk_log_drain(struct disk *disk)
-{
-	char *nl;
-	ssize_t n;
-
-	while (disk->log_fd >= 0) {
-		n = read(disk->log_fd, disk->log_buf + disk->log_len,
-			 sizeof(disk->log_buf) - 1 - disk->log_len);
-		if (n <= 0)
-			return;
-		disk->log_len += n;
-		disk->log_buf[disk->log_len] = '\0';
-		while ((nl = strchr(disk->log_buf, '\n'))) {
-			*nl = '\0';
-			disk_log_line(disk, disk->log_buf);
-			disk->log_len -= nl + 1 - disk->log_buf;
-			memmove(disk->log_buf, nl + 1, disk->log_len + 1);
-		}
-		/* a line longer than the buffer goes out in pieces */
-		if (disk->log_len == sizeof(disk->log_buf) - 1) {
-			disk_log_line(disk, disk->log_buf);
-			disk->log_len = 0;
-		}
-	}
-}
-
-static void disk_log_close(struct disk *disk)
-{
-	disk_log_drain(disk);
-	if (disk->log_len) {
-		disk->log_buf[disk->log_len] = '\0';
-		disk_log_line(disk, disk->log_buf);
-		disk->log_len = 0;
-	}
-	if (disk->log_watch)
-		td_watch_remove(disk->log_watch);
-	disk->log_watch = NULL;
-	if (disk->log_fd >= 0)
-		close(disk->log_fd);
-	disk->log_fd = -1;
-}
-
-static void disk_log_event(struct td_watch *w, int fd, uint32_t events,
-			   void *data)
-{
-	struct disk *disk = data;
-
-	disk_log_drain(disk);
-	/* the writer is gone: stop watching, or the hangup would spin */
-	if (events & EPOLLHUP)
-		disk_log_close(disk);
-}
-
-static int disk_log_open(struct disk *disk)
-{
-	char path[4096];
-	int rc;
-
-	if (disk->log_fd >= 0)
-		return 0;
-	rc = disk_path(disk, "tapdisk-%d.log", path, sizeof(path));
-	if (rc)
-		return rc;
-	if (mkfifo(path, 0600) && errno != EEXIST)
-		return -errno;
-	disk->log_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (disk->log_fd < 0)
-		return -errno;
-	disk->log_watch = td_watch_add(disk->d->loop, disk->log_fd, EPOLLIN,
-				       disk_log_event, disk);
-	if (!disk->log_watch) {
-		rc = -errno;
-		close(disk->log_fd);
-		disk->log_fd = -1;
-		return rc;
-	}
-	return 0;
 }
 
 static void disk_describe_status(int status, char *buf, size_t len)
@@ -452,6 +356,7 @@ static void disk_ready(int rc, struct json_object *reply, void *data)
 	struct disk *disk = data;
 	char err[1024], exports[4096];
 	struct json_object *v;
+	int id;
 
 	disk->op_call = NULL;
 	if (rc || !ctl_reply_ok(reply)) {
@@ -465,6 +370,10 @@ static void disk_ready(int rc, struct json_object *reply, void *data)
 		free(disk->opened);
 		disk->opened = strdup(json_object_get_string(v));
 	}
+	/* the device it serves; it answers only once the device exists */
+	if (json_object_object_get_ex(reply, "ublk", &v) && v &&
+	    sscanf(json_object_get_string(v), "/dev/ublkb%d", &id) == 1)
+		disk->ublk_id = id;
 	json_object_put(reply);
 	td_info("disk %d (%s): tapdisk %d serving, exports %s", disk->minor,
 		disk->image, (int)disk->pid,
@@ -487,9 +396,9 @@ static void disk_ready(int rc, struct json_object *reply, void *data)
 
 void disk_start(struct disk *disk, disk_done_fn done, void *data)
 {
-	char ctl[4096], log_path[4096], err[4096 + 64];
-	char *argv[12 + 2 * DISK_MAX_EXPORTS];
-	int argc = 0, i, rc;
+	char ctl[4096], log_path[4096], err[4096 + 64], ublk[16];
+	char *argv[14 + 2 * DISK_MAX_EXPORTS];
+	int argc = 0, i, rc, start_ms;
 	pid_t pid;
 
 	disk->op = DISK_OP_STARTING;
@@ -514,6 +423,18 @@ void disk_start(struct disk *disk, disk_done_fn done, void *data)
 	if (disk->xen) {
 		argv[argc++] = "--xen-backend";
 		argv[argc++] = disk->xen;
+	}
+	if (disk->ublk && disk->ublk_id >= 0) {
+		/* a tapdisk served it before: take the device over */
+		snprintf(ublk, sizeof(ublk), "%d", disk->ublk_id);
+		argv[argc++] = "--ublk-recover";
+		argv[argc++] = ublk;
+	} else if (disk->ublk && disk->ublk_want >= 0) {
+		snprintf(ublk, sizeof(ublk), "%d", disk->ublk_want);
+		argv[argc++] = "--ublk-id";
+		argv[argc++] = ublk;
+	} else if (disk->ublk) {
+		argv[argc++] = "--ublk";
 	}
 	if (disk->readonly)
 		argv[argc++] = "--readonly";
@@ -558,7 +479,9 @@ void disk_start(struct disk *disk, disk_done_fn done, void *data)
 		disk_start_failed(disk, rc, err);
 		return;
 	}
-	disk->op_deadline = td_now_ns() + DISK_START_MS * 1000000ull;
+	start_ms = disk->ublk && disk->ublk_id >= 0 ? DISK_RECOVER_MS :
+						      DISK_START_MS;
+	disk->op_deadline = td_now_ns() + start_ms * 1000000ull;
 	disk->op_poll_ms = 1;
 	disk_poll(disk);
 }
@@ -573,6 +496,25 @@ static void disk_stop_timer(struct td_loop *loop, void *data)
 	       disk->minor, disk->image, (int)disk->pid, DISK_STOP_MS / 1000);
 	pidfd_send_signal(disk->pidfd, SIGKILL, NULL, 0);
 	disk->op_killed = true;
+}
+
+/*
+ * The disk is going and no tapdisk serves its ublk device any more: one
+ * killed, or dead and not restarted. The kernel would hold the device's
+ * requests forever waiting for a recovery; deleting it fails them and
+ * frees the device number. A tapdisk that stopped cleanly deleted its own.
+ */
+static void disk_ublk_orphaned(struct disk *disk)
+{
+	int rc;
+
+	if (disk->ublk_id < 0)
+		return;
+	rc = ublk_device_delete(disk->ublk_id);
+	if (rc && rc != -ENODEV)
+		td_err("disk %d (%s): cannot delete /dev/ublkb%d: %s",
+		       disk->minor, disk->image, disk->ublk_id, strerror(-rc));
+	disk->ublk_id = -1;
 }
 
 /* Its pidfd says it is gone: tidy up after it. */
@@ -593,6 +535,7 @@ static void disk_stopped(struct disk *disk)
 		for (i = 0; i < disk->n_nbd; i++)
 			if (!strncmp(disk->nbd[i], "unix:", 5))
 				unlink(disk->nbd[i] + 5);
+		disk_ublk_orphaned(disk);
 	}
 	disk_op_end(disk, clean ? 0 : -EIO, clean ? NULL : why);
 }
@@ -615,6 +558,7 @@ void disk_stop(struct disk *disk, disk_done_fn done, void *data)
 	disk->op_data = data;
 	disk->op_killed = false;
 	if (!disk->pid || disk->pidfd < 0) {
+		disk_ublk_orphaned(disk);
 		disk_op_end(disk, 0, NULL);
 		return;
 	}

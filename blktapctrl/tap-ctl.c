@@ -27,6 +27,8 @@ struct tapctl {
 	const char *nbd[16];
 	int n_nbd;
 	const char *fuse;
+	bool ublk;
+	int ublk_id; /* -1: any */
 	bool readonly;
 	const char *restart;
 };
@@ -45,7 +47,7 @@ static void usage(FILE *f)
 		"Control the tapdisks of blktapctrl.\n"
 		"\n"
 		"Commands:\n"
-		"  create [-R] [--nbd ADDR]... [--fuse FILE] "
+		"  create [-R] [--nbd ADDR]... [--fuse FILE] [--ublk] "
 		"[--restart on-failure] TYPE:PATH\n"
 		"                         start a tapdisk; prints its minor "
 		"and exports\n"
@@ -122,6 +124,14 @@ static const char *jstr(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* present and not null (tapdisk says "ublk":null when it has none) */
+static bool jhas(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v;
+}
+
 static long long jint(struct json_object *o, const char *key)
 {
 	struct json_object *v;
@@ -175,6 +185,11 @@ static int cmd_create(struct tapctl *t)
 	if (t->fuse)
 		json_object_object_add(req, "fuse",
 				       json_object_new_string(t->fuse));
+	if (t->ublk)
+		json_object_object_add(req, "ublk", json_object_new_boolean(1));
+	if (t->ublk_id >= 0)
+		json_object_object_add(req, "ublk_id",
+				       json_object_new_int(t->ublk_id));
 	json_object_object_add(req, "readonly",
 			       json_object_new_boolean(t->readonly));
 	json_object_object_add(req, "restart",
@@ -189,9 +204,23 @@ static int cmd_create(struct tapctl *t)
 	       exports);
 	if (json_object_object_get_ex(reply, "fuse", NULL))
 		printf("fuse     %s\n", jstr(reply, "fuse"));
+	if (jhas(reply, "ublk"))
+		printf("ublk     %s\n", jstr(reply, "ublk"));
 out:
 	json_object_put(reply);
 	return rc;
+}
+
+/* Its ublk block device, as one more export: "/dev/ublkbN". */
+static void ublk_export(struct json_object *d, char *buf, size_t len)
+{
+	struct json_object *v;
+	size_t off = strcmp(buf, "-") ? strlen(buf) : 0;
+
+	if (!json_object_object_get_ex(d, "ublk", &v) || !v || off >= len)
+		return;
+	snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+		 json_object_get_string(v));
 }
 
 /*
@@ -254,6 +283,7 @@ static int cmd_list(struct tapctl *t)
 			snprintf(cell[4], sizeof(cell[4]), "%s",
 				 jstr(d, "image"));
 			jjoin(d, "exports", cell[5], sizeof(cell[5]));
+			ublk_export(d, cell[5], sizeof(cell[5]));
 			xen_export(d, cell[5], sizeof(cell[5]));
 			if (!pass) {
 				for (c = 0; c < 6; c++)
@@ -351,6 +381,8 @@ static int cmd_info(struct tapctl *t)
 	printf("chain      %s\n", buf);
 	jjoin(reply, "nbd", buf, sizeof(buf));
 	printf("nbd        %s\n", buf);
+	if (jhas(reply, "ublk"))
+		printf("ublk       %s\n", jstr(reply, "ublk"));
 out:
 	json_object_put(reply);
 	return rc;
@@ -359,8 +391,11 @@ out:
 static const struct tapctl_cmd tapctl_cmds[] = {
 	{ "create",
 	  "[-R|--readonly] [-n|--nbd ADDR]... [-f|--fuse FILE] "
-	  "[-r|--restart no|on-failure] TYPE:PATH",
-	  "Start a tapdisk serving TYPE:PATH; print its minor and exports.",
+	  "[-u|--ublk] [--ublk-id N] [-r|--restart no|on-failure] TYPE:PATH",
+	  "Start a tapdisk serving TYPE:PATH; print its minor and exports.\n"
+	  "--ublk also makes it the block device /dev/ublkbN (--ublk-id: "
+	  "that N);\nwith --restart on-failure a restarted tapdisk takes the "
+	  "device over.",
 	  cmd_create },
 	{ "list", "[-j|--json]", "List every disk blktapctrl knows.",
 	  cmd_list },
@@ -420,6 +455,8 @@ static int parse_cmd(struct tapctl *t, const struct tapctl_cmd *cmd, int argc,
 		{ "nbd", required_argument, NULL, 'n' },
 		{ "fuse", required_argument, NULL, 'f' },
 		{ "restart", required_argument, NULL, 'r' },
+		{ "ublk", no_argument, NULL, 'u' },
+		{ "ublk-id", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -429,10 +466,10 @@ static int parse_cmd(struct tapctl *t, const struct tapctl_cmd *cmd, int argc,
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:jm:a:Rn:f:r:h", opts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "s:jm:a:Rn:f:r:uh", opts, NULL)) !=
 	       -1) {
 		/* options that belong to another command are usage errors */
-		if ((strchr("Rnfr", c) && !is_create) ||
+		if ((strchr("RnfruU", c) && !is_create) ||
 		    (c == 'm' && !has_minor) ||
 		    (c == 'a' && cmd->fn != cmd_unpause))
 			c = '?';
@@ -468,6 +505,19 @@ static int parse_cmd(struct tapctl *t, const struct tapctl_cmd *cmd, int argc,
 			break;
 		case 'f':
 			t->fuse = optarg;
+			break;
+		case 'u':
+			t->ublk = true;
+			break;
+		case 'U':
+			if (parse_minor(optarg, &t->ublk_id)) {
+				fprintf(stderr,
+					"tap-ctl create: --ublk-id: '%s' is "
+					"not a device number\n",
+					optarg);
+				return 2;
+			}
+			t->ublk = true;
 			break;
 		case 'r':
 			if (strcmp(optarg, "no") &&
@@ -513,7 +563,8 @@ static int parse_cmd(struct tapctl *t, const struct tapctl_cmd *cmd, int argc,
 
 int main(int argc, char **argv)
 {
-	struct tapctl t = { .socket = getenv("BLKTAPCTRL_SOCKET") };
+	struct tapctl t = { .socket = getenv("BLKTAPCTRL_SOCKET"),
+			    .ublk_id = -1 };
 	const struct tapctl_cmd *cmd;
 	int i = 1, rc;
 

@@ -505,6 +505,42 @@ static int ctl_resume(struct json_object *req, struct json_object *reply,
 	return 0;
 }
 
+/*
+ * Every export serves: open the control socket and report readiness. Both
+ * mean "the disk is there" to whoever started this tapdisk (blktapctrl
+ * polls the control socket, --daemon's parent waits for the status), so
+ * with ublk they wait until /dev/ublkbN exists.
+ */
+static int td_serving(struct tapdisk *td)
+{
+	if (td->control_path) {
+		td->control = td_control_new(td->loop, td->control_path);
+		if (!td->control)
+			return -errno;
+		td_control_register(td->control, "info", ctl_info, td);
+		td_control_register(td->control, "stats", ctl_stats, td);
+		td_control_register_async(td->control, "pause", ctl_pause, td);
+		td_control_register(td->control, "resume", ctl_resume, td);
+	}
+	td_daemon_ready(td->ready_fd, 0);
+	td->ready_fd = -1;
+	return 0;
+}
+
+static void td_ublk_started(struct ublk_export *exp, int err, void *data)
+{
+	struct tapdisk *td = data;
+
+	if (!err && !td->stopping)
+		err = td_serving(td);
+	if (!err)
+		return;
+	/* a disk without its device is no use to anyone: fail the start */
+	td_err("%s: not serving: %s", ublk_export_path(exp), strerror(-err));
+	td->exit_code = 1;
+	td_loop_stop(td->loop);
+}
+
 static int td_start(struct tapdisk *td)
 {
 	struct nbd_server_opts nopts = {
@@ -561,6 +597,8 @@ static int td_start(struct tapdisk *td)
 			.dev_id = td->ublk_id,
 			.recover_id = td->ublk_recover,
 			.readonly = td->readonly,
+			.started = td_ublk_started,
+			.started_data = td,
 		};
 
 		td->ublk = ublk_export_new(td->loop, td->vbd, &uopts);
@@ -573,14 +611,11 @@ static int td_start(struct tapdisk *td)
 		if (!td->xen)
 			return -errno;
 	}
-	if (td->control_path) {
-		td->control = td_control_new(td->loop, td->control_path);
-		if (!td->control)
-			return -errno;
-		td_control_register(td->control, "info", ctl_info, td);
-		td_control_register(td->control, "stats", ctl_stats, td);
-		td_control_register_async(td->control, "pause", ctl_pause, td);
-		td_control_register(td->control, "resume", ctl_resume, td);
+	/* with ublk, serving begins once the kernel has started the device */
+	if (!td->ublk) {
+		rc = td_serving(td);
+		if (rc)
+			return rc;
 	}
 	td_info("serving %llu bytes%s with %s I/O on %d NBD export%s",
 		(unsigned long long)td_vbd_size(td->vbd),
@@ -653,12 +688,13 @@ int main(int argc, char **argv)
 		td_cleanup(&td);
 		return 1;
 	}
-	td_daemon_ready(td.ready_fd, 0);
 	rc = td_loop_run(td.loop);
 	if (rc) {
 		td_err("event loop failed: %s", strerror(-rc));
 		td.exit_code = 1;
 	}
+	/* stopped before it ever served (its ublk device never started) */
+	td_daemon_ready(td.ready_fd, 1);
 	td_cleanup(&td);
 	if (!td.exit_code)
 		td_info("clean shutdown");

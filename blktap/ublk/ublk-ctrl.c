@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,9 @@ int ublk_ctrl_open(struct ublk_export *exp)
 		return rc;
 	}
 	exp->ctrl_ring = true;
+	/* without an eventfd only synchronous commands are sent */
+	if (exp->efd < 0)
+		return 0;
 	rc = io_uring_register_eventfd(&exp->ctrl, exp->efd);
 	if (rc)
 		td_err("ublk: io_uring_register_eventfd: %s", strerror(-rc));
@@ -358,4 +362,35 @@ void ublk_ctrl_reap(struct ublk_export *exp)
 			break;
 		}
 	}
+}
+
+int ublk_device_delete(int dev_id)
+{
+	struct ublk_export exp = {
+		.ctrl_fd = -1,
+		.cdev_fd = -1,
+		.efd = -1,
+		.dev_id = dev_id,
+	};
+	struct ublksrv_ctrl_dev_info info = { 0 };
+	struct ublksrv_ctrl_cmd cmd;
+	int rc;
+
+	snprintf(exp.path, sizeof(exp.path), "/dev/ublkb%d", dev_id);
+	rc = ublk_ctrl_open(&exp);
+	if (rc)
+		goto out;
+	cmd = ublk_cmd(&exp, &info, sizeof(info));
+	rc = ublk_ctrl_sync(&exp, UBLK_U_CMD_GET_DEV_INFO, &cmd);
+	if (rc)
+		goto out;
+	cmd = ublk_cmd(&exp, NULL, 0);
+	rc = ublk_ctrl_sync(&exp, UBLK_U_CMD_DEL_DEV, &cmd);
+	if (rc)
+		td_err("%s: cannot delete: %s", exp.path, strerror(-rc));
+	else
+		td_info("%s: deleted (its server was gone)", exp.path);
+out:
+	ublk_ctrl_close(&exp);
+	return rc;
 }

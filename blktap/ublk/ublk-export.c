@@ -277,14 +277,19 @@ static void ublk_queue_close(struct ublk_export *exp)
 
 void ublk_started(struct ublk_export *exp, int res)
 {
-	if (res < 0) {
+	ublk_started_fn started = exp->started;
+
+	if (res < 0)
 		td_err("%s: the kernel would not start it: %s", exp->path,
 		       strerror(-res));
-		return;
-	}
-	td_info("%s: serving, %llu bytes%s", exp->path,
-		(unsigned long long)td_vbd_size(exp->vbd),
-		exp->readonly ? " read-only" : "");
+	else
+		td_info("%s: serving, %llu bytes%s", exp->path,
+			(unsigned long long)td_vbd_size(exp->vbd),
+			exp->readonly ? " read-only" : "");
+	/* once: a later answer (none is expected) must not report twice */
+	exp->started = NULL;
+	if (started)
+		started(exp, res < 0 ? res : 0, exp->started_data);
 }
 
 static void ublk_call_done(struct td_loop *loop, void *data)
@@ -352,6 +357,8 @@ struct ublk_export *ublk_export_new(struct td_loop *loop, struct td_vbd *vbd,
 	exp->loop = loop;
 	exp->vbd = vbd;
 	exp->readonly = opts->readonly || td_vbd_readonly(vbd);
+	exp->started = opts->started;
+	exp->started_data = opts->started_data;
 	exp->dev_id = recover ? opts->recover_id : opts->dev_id;
 	exp->ctrl_fd = exp->cdev_fd = -1;
 	ublk_set_path(exp);

@@ -56,6 +56,9 @@ struct ublk_export {
 	struct td_watch *watch;
 	bool prepare;
 
+	ublk_started_fn started;
+	void *started_data;
+
 	bool added; /* ours to delete */
 	bool stopping, stopped, deleted;
 	td_loop_fn done;

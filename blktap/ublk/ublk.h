@@ -20,10 +20,20 @@
 struct td_vbd;
 struct ublk_export;
 
+/* err is 0 once the block device exists, else -errno from the kernel */
+typedef void (*ublk_started_fn)(struct ublk_export *exp, int err, void *data);
+
 struct ublk_export_opts {
 	int dev_id; /* the device number to ask for; -1: the kernel picks */
 	int recover_id; /* -1: add a device; N: take over /dev/ublkbN */
 	bool readonly; /* export read-only even if the vbd is writable */
+	/*
+	 * Called once from the loop when the kernel has started the device
+	 * (or taken it back after recovery): only then does /dev/ublkbN
+	 * serve, so readiness is reported from here. May be NULL.
+	 */
+	ublk_started_fn started;
+	void *started_data;
 };
 
 /*
@@ -46,5 +56,12 @@ unsigned ublk_export_inflight(const struct ublk_export *exp);
 void ublk_export_shutdown(struct ublk_export *exp, td_loop_fn done, void *data);
 /* Deletes the device if it was not shut down. */
 void ublk_export_free(struct ublk_export *exp);
+
+/*
+ * Delete device N, whose server is gone (a tapdisk that died and will not
+ * be restarted): the requests the kernel holds for it fail instead of
+ * waiting forever. 0, -ENODEV when there is no such device, or -errno.
+ */
+int ublk_device_delete(int dev_id);
 
 #endif

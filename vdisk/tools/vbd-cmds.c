@@ -5,10 +5,12 @@
  *
  * The VBD is recorded in the pool database first, under the sharing rules
  * (vdisk_vbd_add), then attached. For domain 0 a tapdisk is started by
- * blktapctrl (tap-ctl create --fuse FILE) and the FUSE file it exports is
- * put on a direct-I/O loop device, DEVNODE being a symlink to it; for
- * other domains xl block-attach does the work. Whatever fails is undone,
- * the record included, so a failed attach leaves nothing behind.
+ * blktapctrl: where the kernel has ublk, as the block device /dev/ublkbN
+ * (tap-ctl create --ublk, restarted on failure onto the same device);
+ * elsewhere the FUSE file it exports (tap-ctl create --fuse FILE) is put
+ * on a direct-I/O loop device. DEVNODE is a symlink to the block device.
+ * For other domains xl block-attach does the work. Whatever fails is
+ * undone, the record included, so a failed attach leaves nothing behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -103,9 +105,37 @@ static void vbd_image(struct vdisk_db *db, const char *target, char *buf,
 
 struct vbd_dom0 {
 	long minor;
+	char ublk[32];
 	char loop[64];
 	char fuse[PATH_MAX];
 };
+
+/*
+ * ublk when the kernel has it: /dev/ublk-control, or once ublk_drv loads.
+ * BLKTAP_DOM0_EXPORT=fuse (or ublk) chooses instead.
+ */
+static bool vbd_have_ublk(void)
+{
+	const char *want = getenv("BLKTAP_DOM0_EXPORT");
+	char *argv[] = { "modprobe", "-q", "ublk_drv", NULL };
+	int i;
+
+	if (want && !strcmp(want, "fuse"))
+		return false;
+	if (want && !strcmp(want, "ublk"))
+		return true;
+	if (!access("/dev/ublk-control", F_OK))
+		return true;
+	if (!vbd_have("modprobe") || vbd_run(argv, NULL, 0))
+		return false;
+	/* devtmpfs makes the node as the module registers it */
+	for (i = 0; i < 40; i++) {
+		if (!access("/dev/ublk-control", F_OK))
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
 
 static void vbd_dom0_undo(const struct vbd_dom0 *d, const char *devnode)
 {
@@ -130,6 +160,50 @@ static void vbd_dom0_undo(const struct vbd_dom0 *d, const char *devnode)
 		unlink(d->fuse);
 }
 
+/*
+ * tap-ctl create answers once /dev/ublkbN exists; a tapdisk that dies is
+ * restarted onto the same device, which holds the I/O meanwhile.
+ */
+static int vbd_dom0_ublk(const struct vdisk_vbd *v, const char *image,
+			 struct vbd_dom0 *d)
+{
+	char tapctl[PATH_MAX], out[4096], *p;
+	char *argv[] = { tapctl,
+			 "create",
+			 "--ublk",
+			 "--restart",
+			 "on-failure",
+			 v->writable ? (char *)image : "-R",
+			 v->writable ? NULL : (char *)image,
+			 NULL };
+
+	vbd_tapctl(tapctl, sizeof(tapctl));
+	if (vbd_run(argv, out, sizeof(out))) {
+		td_err("%s: tap-ctl create --ublk %s failed (is blktapctrl running?)",
+		       v->target, image);
+		return -EIO;
+	}
+	p = strstr(out, "minor");
+	if (!p || sscanf(p, "minor %ld", &d->minor) != 1) {
+		td_err("%s: no minor in tap-ctl's answer: %s", v->target, out);
+		return -EPROTO;
+	}
+	p = strstr(out, "\nublk");
+	if (!p || sscanf(p, "\nublk %31s", d->ublk) != 1 ||
+	    strncmp(d->ublk, "/dev/ublkb", 10)) {
+		d->ublk[0] = '\0';
+		td_err("%s: no ublk device in tap-ctl's answer: %s", v->target,
+		       out);
+		return -EPROTO;
+	}
+	if (symlink(d->ublk, v->devnode) < 0) {
+		td_err("%s: cannot link %s to %s: %s", v->target, v->devnode,
+		       d->ublk, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int vbd_dom0_attach(struct vdisk_db *db, const struct vdisk_vbd *v,
 			   struct vbd_dom0 *d)
 {
@@ -140,6 +214,9 @@ static int vbd_dom0_attach(struct vdisk_db *db, const struct vdisk_vbd *v,
 
 	if (!dir || !*dir)
 		dir = VBD_DIR;
+	vbd_image(db, v->target, image, sizeof(image));
+	if (vbd_have_ublk())
+		return vbd_dom0_ublk(v, image, d);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		td_err("%s: cannot create: %s", dir, strerror(errno));
 		return -errno;
@@ -149,7 +226,6 @@ static int vbd_dom0_attach(struct vdisk_db *db, const struct vdisk_vbd *v,
 		return -ENOMEM;
 	snprintf(d->fuse, sizeof(d->fuse), "%s/dom0-%s", dir, basename(name));
 	free(name);
-	vbd_image(db, v->target, image, sizeof(image));
 	vbd_tapctl(tapctl, sizeof(tapctl));
 	{
 		char *argv[] = { tapctl,
@@ -254,8 +330,13 @@ static int vbd_add(struct vdisk_db *db, struct vdisk_vbd *v)
 		snprintf(backend, sizeof(backend), "xl");
 	} else {
 		err = vbd_dom0_attach(db, v, &d);
-		snprintf(backend, sizeof(backend), "minor=%ld loop=%s fuse=%s",
-			 d.minor, d.loop, d.fuse);
+		if (d.ublk[0])
+			snprintf(backend, sizeof(backend), "minor=%ld ublk=%s",
+				 d.minor, d.ublk);
+		else
+			snprintf(backend, sizeof(backend),
+				 "minor=%ld loop=%s fuse=%s", d.minor, d.loop,
+				 d.fuse);
 	}
 	if (!err)
 		err = vdisk_vbd_set_backend(db, v->domid, v->devnode, backend);
@@ -266,6 +347,24 @@ static int vbd_add(struct vdisk_db *db, struct vdisk_vbd *v)
 	if (vdisk_vbd_remove(db, v->domid, v->devnode))
 		td_err("%s", vdisk_errmsg(db));
 	return err;
+}
+
+/*
+ * The kernel refuses an exclusive open of a block device that is mounted
+ * or held by another exclusive user: that one must stay.
+ */
+static int vbd_ublk_idle(const char *devnode, const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+
+	if (fd < 0 && errno == EBUSY) {
+		td_err("%s: cannot detach %s (still mounted or open?)", devnode,
+		       dev);
+		return -EBUSY;
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }
 
 static int vbd_remove(struct vdisk_db *db, int64_t domid, const char *devnode)
@@ -292,11 +391,15 @@ static int vbd_remove(struct vdisk_db *db, int64_t domid, const char *devnode)
 	} else {
 		struct vbd_dom0 d = { .minor = -1 };
 		const char *b = v.backend ? v.backend : "";
-		char loop[64] = "";
+		char loop[64] = "", ublk[32] = "";
 
 		if (sscanf(b, "minor=%ld loop=%63s fuse=%4095s", &d.minor, loop,
 			   d.fuse) == 3)
 			snprintf(d.loop, sizeof(d.loop), "%s", loop);
+		else if (sscanf(b, "minor=%ld ublk=%31s", &d.minor, ublk) == 2)
+			snprintf(d.ublk, sizeof(d.ublk), "%s", ublk);
+		if (d.ublk[0])
+			err = vbd_ublk_idle(devnode, d.ublk);
 		if (d.loop[0]) {
 			/* a loop device still mounted must stay: refuse */
 			char *argv[] = { "losetup", "-d", d.loop, NULL };
@@ -325,8 +428,10 @@ static void vbd_usage(bool add, FILE *f)
 		fprintf(f,
 			"Usage: add_vbd_to_dom [--db PATH] [--expert LEVEL] vd:ID|phy:DEVICE|TYPE:PATH DEVNODE DOMID rw|ro\n"
 			"Give domain DOMID a virtual block device: for domain 0, DEVNODE\n"
-			"becomes a link to a loop device over the disk's FUSE file (a tapdisk\n"
-			"started through blktapctrl); for others, xl block-attach.\n"
+			"becomes a link to the ublk device /dev/ublkbN of a tapdisk started\n"
+			"through blktapctrl (where the kernel has ublk; else to a loop\n"
+			"device over the disk's FUSE file; BLKTAP_DOM0_EXPORT=fuse|ublk\n"
+			"chooses); for others, xl block-attach.\n"
 			"Writable sharing is refused unless --expert 1 (one writer among\n"
 			"readers) or 2 (anything).\n");
 	else
