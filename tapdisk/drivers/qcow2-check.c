@@ -124,83 +124,19 @@ static int chk_l1(struct chk *c, const uint64_t *l1, uint64_t n,
 	return rc;
 }
 
-/* Walk the snapshot table; fn gets each entry's fixed part and strings. */
-int qcow2_snapshots_walk(struct td_image *img,
-			 int (*fn)(void *ctx, const unsigned char *e,
-				   const char *id, const char *name),
-			 void *ctx, uint64_t *table_len)
-{
-	struct qcow2_priv *p = img->priv;
-	uint64_t off = p->h.snapshots_offset, i;
-	unsigned char e[40];
-	char id[65536 + 1], *name = NULL;
-	int rc = 0;
-
-	for (i = 0; i < p->h.nb_snapshots; i++) {
-		uint32_t idl, nl, extra;
-
-		if (off + 40 > p->file_size) {
-			td_err("%s: snapshot table beyond the end of the file",
-			       img->path);
-			return -EINVAL;
-		}
-		rc = qcow2_pio(p->fd, false, e, 40, off);
-		if (rc)
-			return rc;
-		idl = (uint32_t)e[12] << 8 | e[13];
-		nl = (uint32_t)e[14] << 8 | e[15];
-		extra = (uint32_t)e[36] << 24 | (uint32_t)e[37] << 16 |
-			(uint32_t)e[38] << 8 | e[39];
-		if (extra > 1024 ||
-		    off + 40 + extra + idl + nl > p->file_size) {
-			td_err("%s: snapshot %llu: entry out of range",
-			       img->path, (unsigned long long)i);
-			return -EINVAL;
-		}
-		name = malloc(nl + 1);
-		if (!name)
-			return -ENOMEM;
-		rc = qcow2_pio(p->fd, false, id, idl, off + 40 + extra);
-		if (!rc)
-			rc = qcow2_pio(p->fd, false, name, nl,
-				       off + 40 + extra + idl);
-		id[idl] = '\0';
-		name[nl] = '\0';
-		if (!rc)
-			rc = fn(ctx, e, id, name);
-		free(name);
-		if (rc)
-			return rc;
-		off += qcow2_align_up(40 + extra + idl + nl, 8);
-	}
-	if (table_len)
-		*table_len = off - p->h.snapshots_offset;
-	return 0;
-}
-
-static uint64_t be64at(const unsigned char *b)
-{
-	uint64_t v;
-
-	memcpy(&v, b, 8);
-	return be64toh(v);
-}
-
-static int chk_snapshot(void *ctx, const unsigned char *e, const char *id,
-			const char *name)
+static int chk_snapshot(void *ctx, const struct qcow2_snap *s)
 {
 	struct chk *c = ctx;
 	struct qcow2_priv *p = c->img->priv;
-	uint64_t l1off = be64at(e), i;
-	uint32_t l1n = (uint32_t)e[8] << 24 | (uint32_t)e[9] << 16 |
-		       (uint32_t)e[10] << 8 | e[11];
+	uint64_t l1off = s->l1_offset, i;
+	uint32_t l1n = s->l1_size;
 	uint64_t *l1;
 	int rc;
 
 	if (l1n > QCOW2_MAX_L1_BYTES / 8 || l1off % p->cluster_size ||
-	    l1off + (uint64_t)l1n * 8 > p->file_size) {
+	    l1off > p->file_size || (uint64_t)l1n * 8 > p->file_size - l1off) {
 		td_err("%s: snapshot %s (%s): L1 table out of range",
-		       c->img->path, id, name);
+		       c->img->path, s->id, s->name);
 		c->unfixable++;
 		return 0;
 	}
@@ -230,7 +166,7 @@ static int chk_collect(struct chk *c)
 	chk_inc(c, p->h.l1_offset, (uint64_t)p->l1_size * 8);
 	rc = chk_l1(c, p->l1, p->l1_size, true);
 	if (!rc && p->h.nb_snapshots) {
-		rc = qcow2_snapshots_walk(img, chk_snapshot, c, &tlen);
+		rc = qcow2_snapshots_walk(img, false, chk_snapshot, c, &tlen);
 		chk_inc(c, p->h.snapshots_offset, tlen);
 	}
 	return rc;

@@ -413,8 +413,8 @@ int qcow2_header_set_incompat(struct td_image *img, uint64_t set,
 	return qcow2_header_write(img->path, p->fd, &p->h);
 }
 
-static int load_table(struct td_image *img, const char *what, uint64_t off,
-		      uint64_t n, uint64_t **out)
+int qcow2_load_table(struct td_image *img, const char *what, uint64_t off,
+		     uint64_t n, uint64_t **out)
 {
 	struct qcow2_priv *p = img->priv;
 	uint64_t *t, i;
@@ -451,14 +451,14 @@ int qcow2_load_tables(struct td_image *img)
 	free(p->rt);
 	p->l1 = p->rt = NULL;
 	p->l1_size = p->h.l1_size;
-	rc = load_table(img, "L1 table", p->h.l1_offset, p->l1_size, &p->l1);
+	rc = qcow2_load_table(img, "L1 table", p->h.l1_offset, p->l1_size, &p->l1);
 	if (rc)
 		return rc;
 	p->rt_entries = (uint64_t)p->h.rt_clusters << (p->cluster_bits - 3);
 	p->rt_disk_offset = p->h.rt_offset;
 	p->rt_disk_clusters = p->h.rt_clusters;
-	return load_table(img, "refcount table", p->h.rt_offset,
-			  p->rt_entries, &p->rt);
+	return qcow2_load_table(img, "refcount table", p->h.rt_offset,
+				p->rt_entries, &p->rt);
 }
 
 /* qemu's format names, as found in the backing format extension */

@@ -266,6 +266,9 @@ int qcow2_header_write(const char *path, int fd, const struct qcow2_header *h);
 int qcow2_header_set_incompat(struct td_image *img, uint64_t set,
 			      uint64_t clear);
 int qcow2_load_tables(struct td_image *img);
+/* n big-endian entries at off, into a new host-order table of whole clusters */
+int qcow2_load_table(struct td_image *img, const char *what, uint64_t off,
+		     uint64_t n, uint64_t **out);
 const char *qcow2_fmt_to_type(const char *fmt);
 
 /* qcow2-cache.c */
@@ -384,13 +387,33 @@ int qcow2_check_repair(struct td_image *img, bool quiet,
 int qcow2_resize(struct td_image *img, uint64_t size);
 int qcow2_set_parent(struct td_image *img, const char *name,
 		     const char *fmt);
+
+/* qcow2-snapshot.c */
+/* One snapshot table entry, in host order; id and name live for fn only. */
+struct qcow2_snap {
+	uint32_t index; /* in the table */
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t disk_size; /* the header's size when the entry has none */
+	const char *id, *name;
+};
+
+/*
+ * Walk the snapshot table, refusing (-EINVAL, logged) an entry outside the
+ * file or the table's limits, and with check_l1 also a snapshot whose L1
+ * table cannot be read; fn returning non-zero stops the walk with that.
+ */
+int qcow2_snapshots_walk(struct td_image *img, bool check_l1,
+			 int (*fn)(void *ctx, const struct qcow2_snap *s),
+			 void *ctx, uint64_t *table_len);
 int qcow2_snapshot_list(struct td_image *img, struct td_snapshot **list,
 			int *n);
-
-int qcow2_snapshots_walk(struct td_image *img,
-			 int (*fn)(void *ctx, const unsigned char *e,
-				   const char *id, const char *name),
-			 void *ctx, uint64_t *table_len);
+/* At open: read through the L1 table and size of snapshot want (ID/name). */
+int qcow2_snapshot_select(struct td_image *img, const char *file,
+			  const char *want);
 
 /* qcow2-create.c */
 int qcow2_build_header(const char *path, unsigned char *c, size_t cs,

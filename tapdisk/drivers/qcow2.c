@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The qcow2 driver: "qcow2:PATH[?l2-cache=SIZE]". This file opens and
- * closes images and holds the ops table; the format's pieces live in the
- * other qcow2-*.c files (see qcow2-priv.h for how writes stay crash safe).
+ * The qcow2 driver: "qcow2:PATH[?l2-cache=SIZE][&snapshot=ID_OR_NAME]",
+ * options in any order. This file opens and closes images and holds the
+ * ops table; the format's pieces live in the other qcow2-*.c files (see
+ * qcow2-priv.h for how writes stay crash safe).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,24 +44,45 @@ static int qcow2_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* Split "PATH?l2-cache=SIZE" into the file name and the cache size. */
-static int qcow2_parse_path(const char *path, char **file, uint64_t *l2cache)
+/*
+ * Split "PATH?OPT&OPT" into the file name and the options: l2-cache=SIZE,
+ * snapshot=ID_OR_NAME (a snapshot name with '&' in it cannot be named).
+ */
+static int qcow2_parse_path(const char *path, char **file, uint64_t *l2cache,
+			    char **snap)
 {
-	const char *q = strchr(path, '?');
+	const char *q = strchr(path, '?'), *o, *end;
+	size_t len;
 
 	*l2cache = 0;
+	*snap = NULL;
 	*file = q ? strndup(path, q - path) : strdup(path);
 	if (!*file)
 		return -ENOMEM;
-	if (!q)
-		return 0;
-	if (strncmp(q + 1, "l2-cache=", 9) ||
-	    qcow2_parse_size(q + 10, l2cache) || !*l2cache) {
-		td_err("%s: the only option is l2-cache=SIZE (bytes, or with "
-		       "K, M, G)",
+	for (o = q; o; o = *end ? end : NULL) {
+		o++;
+		end = strchrnul(o, '&');
+		len = end - o;
+		if (len > 9 && !strncmp(o, "l2-cache=", 9)) {
+			char *v = strndup(o + 9, len - 9);
+
+			if (v && !qcow2_parse_size(v, l2cache) && *l2cache) {
+				free(v);
+				continue;
+			}
+			free(v);
+		} else if (len > 9 && !strncmp(o, "snapshot=", 9)) {
+			free(*snap);
+			*snap = strndup(o + 9, len - 9);
+			if (*snap)
+				continue;
+		}
+		td_err("%s: the options are l2-cache=SIZE (bytes, or with K, "
+		       "M, G) and snapshot=ID_OR_NAME, joined by &",
 		       path);
+		free(*snap);
 		free(*file);
-		*file = NULL;
+		*snap = *file = NULL;
 		return -EINVAL;
 	}
 	return 0;
@@ -247,14 +269,22 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 	struct qcow2_priv *p = img->priv;
 	uint64_t l2cache, full;
 	struct stat st;
-	char *file;
+	char *file, *snap;
 	int rc;
 
 	p->fd = p->data_fd = -1;
-	rc = qcow2_parse_path(path, &file, &l2cache);
+	rc = qcow2_parse_path(path, &file, &l2cache, &snap);
 	if (rc)
 		return rc;
 	p->readonly = flags & (TD_OPEN_RDONLY | TD_OPEN_PROBE);
+	/* a snapshot is a fixed point in time: writes go to the active layer */
+	if (snap && !p->readonly) {
+		td_err("%s: snapshot %s can only be opened read-only (tapdisk "
+		       "-r; tools open it read-only)",
+		       file, snap);
+		rc = -EROFS;
+		goto out;
+	}
 	p->direct = !(flags & (TD_OPEN_BUFFERED | TD_OPEN_PROBE));
 	rc = qcow2_open_file(file, p->readonly, &p->direct);
 	if (rc < 0) {
@@ -295,6 +325,8 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 			goto out;
 	}
 	rc = qcow2_load_tables(img);
+	if (!rc && snap)
+		rc = qcow2_snapshot_select(img, file, snap);
 	if (rc)
 		goto out;
 	rc = qcow2_find_alloc_start(img);
@@ -326,6 +358,7 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 	if (!p->readonly)
 		rc = qcow2_open_writable(img);
 out:
+	free(snap);
 	free(file);
 	/* the image layer frees priv but never calls close after a failure */
 	if (rc)
