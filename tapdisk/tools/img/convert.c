@@ -1,10 +1,46 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* tap-img convert: any image into a new one, sparse, many requests in flight. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "convert.h"
 #include "copy.h"
 #include "img.h"
+#include "log.h"
+
+/*
+ * -l snapshot.name=NAME, -l snapshot.id=ID, -l ID_OR_NAME or -s ID_OR_NAME:
+ * the source becomes "SRC?snapshot=...", which only qcow2 opens.
+ */
+static int convert_snapshot(const struct img_cmd *cmd,
+			    struct tool_convert_opts *co, const char *snap,
+			    char **src)
+{
+	const char *type = co->src_fmt;
+
+	if (!strncmp(snap, "snapshot.name=", 14))
+		snap += 14;
+	else if (!strncmp(snap, "snapshot.id=", 12))
+		snap += 12;
+	if (!*snap || strchr(snap, ','))
+		return img_usage_error(cmd, "-l takes snapshot.name=NAME, "
+					    "snapshot.id=ID or ID_OR_NAME");
+	if (!type && td_probe(co->src, &type)) {
+		td_err("%s: cannot open", co->src);
+		return 1;
+	}
+	if (strcmp(type, "qcow2")) {
+		td_err("%s: internal snapshots exist only in qcow2 images",
+		       co->src);
+		return 1;
+	}
+	if (asprintf(src, "%s?snapshot=%s", co->src, snap) < 0)
+		return 1;
+	co->src = *src;
+	co->src_fmt = "qcow2";
+	return 0;
+}
 
 int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 {
@@ -15,13 +51,15 @@ int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 	struct tool_convert_opts co = {
 		.min_sparse = TOOL_DEFAULT_MIN_SPARSE,
 		.src_cache = TOOL_CACHE_WRITEBACK,
-		.dst_cache = TOOL_CACHE_UNSAFE,
+		.dst_cache = TOOL_CACHE_NONE,
 	};
 	struct tool_opts o = { 0 };
+	const char *snap = NULL;
+	char *snap_src = NULL;
 	uint64_t n;
 	int c, rc = 0;
 
-	while ((c = img_getopt(cmd, argc, argv, "hf:O:cpS:o:m:t:T:", lopts,
+	while ((c = img_getopt(cmd, argc, argv, "hf:O:cpS:o:m:t:T:l:s:", lopts,
 			       &rc)) != -1) {
 		switch (c) {
 		case 'f':
@@ -32,6 +70,10 @@ int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 			break;
 		case 'c':
 			co.compress = true;
+			break;
+		case 'l':
+		case 's':
+			snap = optarg;
 			break;
 		case 'p':
 			co.progress = true;
@@ -85,8 +127,14 @@ int img_convert(const struct img_cmd *cmd, int argc, char **argv)
 	co.src = argv[optind];
 	co.dst = argv[optind + 1];
 	co.create = &o;
+	if (snap) {
+		rc = convert_snapshot(cmd, &co, snap, &snap_src);
+		if (rc)
+			goto out;
+	}
 	rc = tool_convert(&co) ? 1 : 0;
 out:
+	free(snap_src);
 	tool_opts_free(&o);
 	return rc;
 }

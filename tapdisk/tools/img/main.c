@@ -35,18 +35,22 @@ const struct img_cmd img_cmds[] = {
 	  img_check },
 	{ "convert",
 	  "[-f FMT] -O FMT [-c] [-p] [-S SIZE] [-o OPTIONS] [-m N] [-t CACHE] "
-	  "[-T CACHE] SRC DST",
+	  "[-T CACHE] [-l SNAPSHOT] SRC DST",
 	  "copy an image into a new one, of any format",
 	  "  -f FMT         the source format (probed if absent)\n"
 	  "  -O FMT         the output format\n"
+	  "  -l SNAPSHOT    copy the source's internal snapshot (qcow2):\n"
+	  "                 snapshot.name=NAME, snapshot.id=ID or ID_OR_NAME;\n"
+	  "                 -s ID_OR_NAME is the same\n"
 	  "  -c             compress the output (qcow2)\n"
 	  "  -p             show progress on stderr\n"
 	  "  -S SIZE        skip runs of zeroes of at least SIZE (default 4k;\n"
 	  "                 0 writes every byte)\n"
 	  "  -o OPTIONS     output format options key=value[,...]\n"
 	  "  -m N           requests in flight (default 16)\n"
-	  "  -t CACHE       output cache mode: unsafe (default: page cache, no\n"
-	  "                 flush), writeback (flushed at the end), none (O_DIRECT)\n"
+	  "  -t CACHE       output cache mode: none (default: O_DIRECT where the\n"
+	  "                 filesystem allows it), writeback (page cache, flushed\n"
+	  "                 at the end), unsafe (page cache, never flushed)\n"
 	  "  -T CACHE       source cache mode (default writeback)\n",
 	  img_convert },
 	{ "compare", "[-s] [-f FMT] [-F FMT] [-p] A B",
