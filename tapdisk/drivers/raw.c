@@ -420,7 +420,13 @@ static int raw_open_common(struct td_image *img, const char *path,
 			goto fail;
 		p->align = direct ? p->sector_size : 1;
 	} else if (S_ISREG(st.st_mode)) {
-		p->size = (uint64_t)st.st_size;
+		/*
+		 * Disks are whole sectors: a file that ends inside one is
+		 * rounded up, as qemu does, and its tail reads as zeroes
+		 * (raw_rw_done), so no byte of it is out of reach.
+		 */
+		p->size = ((uint64_t)st.st_size + RAW_DEFAULT_ALIGN - 1) &
+			  ~(uint64_t)(RAW_DEFAULT_ALIGN - 1);
 		p->sector_size = RAW_DEFAULT_ALIGN;
 		p->align = direct ? raw_dio_align(p->fd) : 1;
 	} else {

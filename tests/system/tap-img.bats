@@ -176,6 +176,21 @@ mkdata() {
 	[ "$(allocated_kib back.raw)" -le 3200 ]
 }
 
+@test "a raw file that ends inside a sector: rounded up as qemu-img, no byte lost" {
+	need_fmt qcow2
+	head -c 1000000 /dev/urandom >odd.raw
+	run "$TAPIMG" info --json odd.raw
+	assert_success
+	assert_output --partial '1000448'
+	"$TAPIMG" convert -O qcow2 odd.raw t.qcow2
+	qemu-img convert -O qcow2 odd.raw q.qcow2
+	qemu-img compare t.qcow2 q.qcow2
+	"$TAPIMG" convert -O raw odd.raw t.raw
+	[ "$(stat -c %s t.raw)" = 1000448 ]
+	cmp -n 1000000 odd.raw t.raw
+	[ "$(tail -c 448 t.raw | tr -d '\0' | wc -c)" = 0 ]
+}
+
 @test "convert -o passes options to the driver; a bad key is refused" {
 	need_fmt qcow2
 	mkdata src.raw
