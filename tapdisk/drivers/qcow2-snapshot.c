@@ -182,6 +182,7 @@ static int snap_one(void *ctx, const struct qcow2_snap *s)
 	t->date_sec = s->date_sec;
 	t->vm_clock_nsec = s->vm_clock_nsec;
 	t->vm_state_size = s->vm_state_size;
+	t->disk_size = s->disk_size;
 	return 0;
 }
 
