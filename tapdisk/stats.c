@@ -78,6 +78,28 @@ static struct json_object *stats_op_json(const struct td_op_stats *o)
 	return j;
 }
 
+static void stats_add_u64(struct json_object *j, const char *key, uint64_t v)
+{
+	json_object_object_add(j, key, json_object_new_uint64(v));
+}
+
+static struct json_object *stats_xen_json(const struct td_xen_stats *x)
+{
+	struct json_object *j = json_object_new_object();
+
+	stats_add_u64(j, "requests", x->requests);
+	stats_add_u64(j, "indirect", x->indirect);
+	stats_add_u64(j, "indirect_segments", x->indirect_segments);
+	stats_add_u64(j, "flushes", x->flushes);
+	stats_add_u64(j, "discards", x->discards);
+	stats_add_u64(j, "discard_bytes", x->discard_bytes);
+	stats_add_u64(j, "refused", x->refused);
+	stats_add_u64(j, "max_request_bytes", x->max_request_bytes);
+	stats_add_u64(j, "max_segments", x->max_segments);
+	stats_add_u64(j, "ring_pages", x->ring_pages);
+	return j;
+}
+
 struct json_object *td_stats_json(const struct td_stats *s)
 {
 	struct json_object *j = json_object_new_object();
@@ -95,5 +117,8 @@ struct json_object *td_stats_json(const struct td_stats *s)
 	json_object_object_add(j, "inflight",
 			       json_object_new_uint64(s->inflight));
 	json_object_object_add(j, "queued", json_object_new_uint64(s->queued));
+	/* only a disk that served a Xen guest has these */
+	if (s->xen_on)
+		json_object_object_add(j, "xen", stats_xen_json(&s->xen));
 	return j;
 }

@@ -3,6 +3,7 @@
 #ifndef TD_STATS_H
 #define TD_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "request.h"
@@ -17,12 +18,33 @@ struct td_op_stats {
 	uint64_t lat_total_ns;
 };
 
+/*
+ * How a Xen guest's requests arrived on the blkif ring (blktap/xen),
+ * counted as they are taken off it. The ops above count what reached the
+ * vbd; these say what the guest's blkfront used to get there: indirect
+ * descriptors, cache flushes, discards, and the largest request.
+ */
+struct td_xen_stats {
+	uint64_t requests; /* ring entries taken */
+	uint64_t indirect; /* BLKIF_OP_INDIRECT */
+	uint64_t indirect_segments;
+	uint64_t flushes; /* BLKIF_OP_FLUSH_DISKCACHE, with or without data */
+	uint64_t discards;
+	uint64_t discard_bytes;
+	uint64_t refused; /* answered with an error, never reaching the vbd */
+	uint64_t max_request_bytes; /* the largest read or write */
+	unsigned max_segments; /* in one request */
+	unsigned ring_pages; /* of the ring last connected */
+};
+
 struct td_stats {
 	struct td_op_stats op[TD_OP_MAX];
 	uint64_t start_ns;
 	unsigned inflight;
 	unsigned queued;
 	unsigned max_inflight_seen;
+	bool xen_on; /* a blkif ring has been connected: report xen */
+	struct td_xen_stats xen;
 };
 
 struct json_object;

@@ -81,6 +81,12 @@ struct xenblk_ring {
 static void xenblk_kick(struct xenblk_ring *ring);
 static void xenblk_close_step(struct xenblk_ring *ring);
 
+/* the ring's counters live with the disk's, in its stats reply */
+static struct td_xen_stats *xenblk_stats(struct xenblk_ring *ring)
+{
+	return &td_vbd_stats(ring->vbd)->xen;
+}
+
 static int16_t xenblk_status(int err)
 {
 	if (!err)
@@ -250,6 +256,18 @@ static int xenblk_check_segs(struct xenblk_req *req)
 	return 0;
 }
 
+/* The largest request so far: shows whether large requests get through. */
+static void xenblk_note_size(struct xenblk_ring *ring,
+			     const struct xenblk_req *req)
+{
+	struct td_xen_stats *x = xenblk_stats(ring);
+
+	if (req->len > x->max_request_bytes)
+		x->max_request_bytes = req->len;
+	if (req->nseg > x->max_segments)
+		x->max_segments = req->nseg;
+}
+
 /*
  * Turn one request into a td_request; 0 once it is submitted, or the
  * -errno to answer it with at once.
@@ -279,6 +297,8 @@ static int xenblk_start(struct xenblk_ring *ring, struct xenblk_req *req,
 		req->td.op = TD_OP_DISCARD;
 		req->td.offset = dis->sector_number * XENBLK_SECTOR;
 		req->td.len = dis->nr_sectors * XENBLK_SECTOR;
+		xenblk_stats(ring)->discards++;
+		xenblk_stats(ring)->discard_bytes += req->td.len;
 		td_vbd_submit(ring->vbd, &req->td);
 		return 0;
 	case BLKIF_OP_WRITE_BARRIER:
@@ -301,6 +321,8 @@ static int xenblk_start(struct xenblk_ring *ring, struct xenblk_req *req,
 		rc = xenblk_read_indirect(ring, req, ind);
 		if (rc)
 			return rc;
+		xenblk_stats(ring)->indirect++;
+		xenblk_stats(ring)->indirect_segments += req->nseg;
 		break;
 	case BLKIF_OP_READ:
 	case BLKIF_OP_WRITE:
@@ -315,6 +337,8 @@ static int xenblk_start(struct xenblk_ring *ring, struct xenblk_req *req,
 		return -EOPNOTSUPP;
 	}
 
+	if (rw == BLKIF_OP_FLUSH_DISKCACHE)
+		xenblk_stats(ring)->flushes++;
 	if (rw == BLKIF_OP_FLUSH_DISKCACHE && !req->nseg) {
 		req->td.op = TD_OP_FLUSH;
 		td_vbd_submit(ring->vbd, &req->td);
@@ -323,6 +347,7 @@ static int xenblk_start(struct xenblk_ring *ring, struct xenblk_req *req,
 	rc = xenblk_check_segs(req);
 	if (rc)
 		return rc;
+	xenblk_note_size(ring, req);
 	if (sector > (UINT64_MAX - req->len) / XENBLK_SECTOR)
 		return -EINVAL;
 	req->buf = td_buf_get(req->len);
@@ -360,8 +385,10 @@ static void xenblk_take(struct xenblk_ring *ring, const blkif_request_t *breq)
 	ring->inflight++;
 	req->id = breq->id;
 	req->op = breq->operation;
+	xenblk_stats(ring)->requests++;
 	rc = xenblk_start(ring, req, breq);
 	if (rc) {
+		xenblk_stats(ring)->refused++;
 		if (rc != -EOPNOTSUPP)
 			td_warn("%s: request %u refused: %s", ring->name,
 				breq->operation, strerror(-rc));
@@ -503,6 +530,8 @@ struct xenblk_ring *xenblk_ring_connect(struct td_loop *loop,
 				   xenblk_evtchn, ring);
 	if (!ring->watch)
 		goto fail;
+	td_vbd_stats(vbd)->xen_on = true;
+	xenblk_stats(ring)->ring_pages = ring->nr_pages;
 	td_info("%s: connected: %u-page ring of %u requests, event channel "
 		"%u",
 		ring->name, ring->nr_pages, ring->nreqs, p->evtchn);

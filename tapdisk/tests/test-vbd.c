@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "image.h"
 #include "log.h"
 #include "loop.h"
@@ -223,6 +225,39 @@ static void test_inflight_limit(void)
 	td_vbd_free(vbd);
 }
 
+/* The Xen ring's counters are in the stats reply once a guest connected. */
+static void test_stats_json(void)
+{
+	struct td_stats s;
+	struct json_object *j, *xen, *v;
+
+	td_stats_init(&s);
+	j = td_stats_json(&s);
+	ok(!json_object_object_get_ex(j, "xen", &xen),
+	   "no xen object without a guest");
+	json_object_put(j);
+
+	s.xen_on = true;
+	s.xen.indirect = 7;
+	s.xen.discard_bytes = 1ull << 40;
+	s.xen.max_segments = 32;
+	j = td_stats_json(&s);
+	ok(json_object_object_get_ex(j, "xen", &xen), "xen object once on");
+	ok(json_object_object_get_ex(xen, "indirect", &v) &&
+		   json_object_get_uint64(v) == 7,
+	   "indirect requests");
+	ok(json_object_object_get_ex(xen, "discard_bytes", &v) &&
+		   json_object_get_uint64(v) == 1ull << 40,
+	   "discard bytes, 64-bit");
+	ok(json_object_object_get_ex(xen, "max_segments", &v) &&
+		   json_object_get_uint64(v) == 32,
+	   "largest request's segments");
+	ok(json_object_object_get_ex(xen, "refused", &v) &&
+		   json_object_get_uint64(v) == 0,
+	   "refused, zero");
+	json_object_put(j);
+}
+
 static void test_unaligned(void)
 {
 	struct td_vbd *vbd = new_vbd(512, 0, 0);
@@ -362,6 +397,7 @@ int main(void)
 	test_validation();
 	test_flush_order();
 	test_inflight_limit();
+	test_stats_json();
 	test_unaligned();
 	test_pause_resume();
 	td_loop_free(loop);
