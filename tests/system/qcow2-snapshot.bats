@@ -11,14 +11,14 @@ load helpers
 
 TAPIMG=$(dirname "$TAPDISK")/tap-img
 
-# snap_ops N: N random writes, zeroes and cluster-aligned discards of a
+# snap_ops N: N random writes, zeroes and cluster-aligned discards inside a
 # 16 MiB disk as qemu-io -c arguments in SNAP_OPS (aligned discards read
 # back as zeroes on qcow2 and on a raw file alike)
 snap_ops() {
 	local i off len
 	SNAP_OPS=()
 	for ((i = 1; i <= $1; i++)); do
-		off=$((RANDOM % 4096 * 4096))
+		off=$((RANDOM % 4092 * 4096))
 		len=$(((RANDOM % 32 + 1) * 512))
 		case $((RANDOM % 5)) in
 		0)
