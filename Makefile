@@ -222,6 +222,12 @@ bench-fuse: all
 bench-ctl: all
 	BUILD=$(BUILD) bench/blktapctrl.sh
 
+# not part of bench or check-host: it boots the test host's plain guest,
+# which runs fio on a ublk device and on a loop device (ratios)
+.PHONY: bench-host
+bench-host: all
+	BUILD=$(BUILD) tests/testhost/run bench
+
 install: all
 	install -d $(DESTDIR)$(LIBEXECDIR)/blktap $(DESTDIR)$(SBINDIR) \
 		$(DESTDIR)$(MANDIR)/man8
