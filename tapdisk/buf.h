@@ -6,6 +6,7 @@
 #ifndef TD_BUF_H
 #define TD_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define TD_BUF_ALIGN 4096
@@ -13,6 +14,8 @@
 /* NULL with errno on failure; the memory is TD_BUF_ALIGN aligned. */
 void *td_buf_get(size_t size);
 void td_buf_put(void *buf, size_t size);
+/* True if all len bytes of buf are zero; buf 8-byte aligned. */
+bool td_buf_is_zero(const void *buf, size_t len);
 /* Give cached buffers back to the system. */
 void td_buf_trim(void);
 

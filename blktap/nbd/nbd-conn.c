@@ -197,7 +197,21 @@ static void reply_ok(struct nbd_conn *c, struct nbd_io *io)
 	io->out[0].iov_base = io->hdr;
 	io->out_cnt = 1;
 	if (io->type == NBD_CMD_READ && c->caps.structured) {
-		if (io->len) {
+		if (io->len && td_buf_is_zero(io->buf, io->len)) {
+			/*
+			 * Zeroes cost neither side a copy: one hole chunk
+			 * (allowed under DF too: it is the only content).
+			 */
+			nbd_enc_chunk_hdr(io->hdr, NBD_REPLY_FLAG_DONE,
+					  NBD_REPLY_TYPE_OFFSET_HOLE,
+					  io->cookie, 12);
+			nbd_put64(io->hdr + NBD_CHUNK_HDR_LEN, io->offset);
+			nbd_put32(io->hdr + NBD_CHUNK_HDR_LEN + 8, io->len);
+			io->out[0].iov_len = NBD_CHUNK_HDR_LEN + 12;
+			io_buf_put(c, io);
+			queue_reply(c, io);
+			return;
+		} else if (io->len) {
 			nbd_enc_chunk_hdr(io->hdr, NBD_REPLY_FLAG_DONE,
 					  NBD_REPLY_TYPE_OFFSET_DATA,
 					  io->cookie, io->len + 8);

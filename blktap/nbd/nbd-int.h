@@ -86,7 +86,7 @@ struct nbd_io {
 	uint32_t last_flags;
 
 	/* the reply, as iovecs; advanced in place as it is sent */
-	uint8_t hdr[NBD_CHUNK_HDR_LEN + 8];
+	uint8_t hdr[NBD_CHUNK_HDR_LEN + 12]; /* room for a hole chunk */
 	struct iovec out[2];
 	int out_idx, out_cnt;
 };

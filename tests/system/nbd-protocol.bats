@@ -112,6 +112,29 @@ EOF
 	td_stop
 }
 
+@test "zeroes are answered with one hole chunk, data with a data chunk (DF too)" {
+	mkimg "$TD_DIR/disk.raw" 16M
+	td_start "aio:$TD_DIR/disk.raw"
+	run nbdpy "$TD_URI" <<'EOF'
+h.pwrite(b"\1" * 4096, 8192)
+h.pwrite(bytes(4096), 16384)  # allocated, but zeroes
+for off, n, flags in ((0, 65536, 0), (0, 65536, nbd.CMD_FLAG_DF),
+                      (16384, 4096, 0), (1 * M, 1 * M, nbd.CMD_FLAG_DF)):
+    chunks = []
+    def cb(sub, o, status, err):
+        chunks.append((o, len(sub), status))
+        return 0
+    buf = h.pread_structured(n, off, cb, flags)
+    print(off, flags, chunks, buf.count(0) == len(buf))
+EOF
+	assert_success
+	assert_line "0 0 [(0, 65536, 1)] False"
+	assert_line "0 4 [(0, 65536, 1)] False"
+	assert_line "16384 0 [(16384, 4096, 2)] True"
+	assert_line "1048576 4 [(1048576, 1048576, 2)] True"
+	td_stop
+}
+
 @test "large requests: 16 MiB write and read" {
 	mkimg "$TD_DIR/disk.raw" 64M
 	td_start "aio:$TD_DIR/disk.raw"

@@ -103,7 +103,7 @@ static int cmp_tail(struct cmp_side *big, uint64_t start, uint64_t end,
 		rc = td_syncio_pread(big->s, big->buf, n, off);
 		if (rc)
 			return rc;
-		if (!tool_is_zero(big->buf, n)) {
+		if (!td_buf_is_zero(big->buf, n)) {
 			const unsigned char *c = big->buf;
 			uint64_t i = 0;
 

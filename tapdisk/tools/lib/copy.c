@@ -223,12 +223,12 @@ static void copy_write_next(struct copy_slot *s)
 		return;
 	}
 	/* zero blocks are skipped: the new image reads as zero there */
-	while (a < end && tool_is_zero(buf + (a - s->off),
+	while (a < end && td_buf_is_zero(buf + (a - s->off),
 				       min_u64(g, end - a))) {
 		tool_progress_add(&c->prog, min_u64(g, end - a));
 		a = min_u64(a + g, end);
 	}
-	for (b = a; b < end && !tool_is_zero(buf + (b - s->off),
+	for (b = a; b < end && !td_buf_is_zero(buf + (b - s->off),
 					     min_u64(g, end - b));)
 		b = min_u64(b + g, end);
 	s->wpos = a;
@@ -366,7 +366,7 @@ static bool copy_compress_one(struct copy *c)
 	p = s->data + (s->wpos - s->off);
 	/* a new image reads as zero where no cluster is written */
 	if (!c->err &&
-	    !(c->o->dst_zeroed && c->o->min_sparse && tool_is_zero(p, n)))
+	    !(c->o->dst_zeroed && c->o->min_sparse && td_buf_is_zero(p, n)))
 		rc = qcow2_write_compressed(td_syncio_image(c->dst), s->wpos, p,
 					    n);
 	if (rc)

@@ -58,7 +58,4 @@ struct json_object *tool_describe(struct td_image *img);
 /* The layer's cluster size from describe(), or 0 for unclustered formats. */
 uint64_t tool_cluster_size(struct td_image *img);
 
-/* Is every byte of buf zero? Word-wise; buf must be 8-byte aligned. */
-bool tool_is_zero(const void *buf, size_t len);
-
 #endif
