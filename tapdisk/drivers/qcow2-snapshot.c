@@ -186,8 +186,7 @@ static int snap_one(void *ctx, const struct qcow2_snap *s)
 	return 0;
 }
 
-int qcow2_snapshot_list(struct td_image *img, struct td_snapshot **list,
-			int *n)
+int qcow2_snapshot_list(struct td_image *img, struct td_snapshot **list, int *n)
 {
 	struct qcow2_priv *p = img->priv;
 	struct snap_list l = { NULL, 0 };
@@ -260,7 +259,7 @@ int qcow2_snapshot_select(struct td_image *img, const char *file,
 	p->l1 = l1;
 	p->l1_size = s->l1_size;
 	p->h.size = s->disk_size;
-	td_info("%s: opened at snapshot %s (entry %u), %llu bytes", file,
-		want, s->index, (unsigned long long)s->disk_size);
+	td_info("%s: opened at snapshot %s (entry %u), %llu bytes", file, want,
+		s->index, (unsigned long long)s->disk_size);
 	return 0;
 }

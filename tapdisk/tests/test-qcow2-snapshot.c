@@ -65,9 +65,8 @@ static void pwrite_all(const char *f, const void *b, size_t n, uint64_t off)
 }
 
 /* A snapshot entry: the fixed part, extra data, ID and name. */
-static size_t entry(unsigned char *e, uint64_t l1, uint32_t l1n,
-		    uint32_t extra, uint64_t disk, const char *id,
-		    const char *name)
+static size_t entry(unsigned char *e, uint64_t l1, uint32_t l1n, uint32_t extra,
+		    uint64_t disk, const char *id, const char *name)
 {
 	size_t idl = strlen(id), nl = strlen(name);
 
@@ -202,8 +201,8 @@ static void test_good(void)
 	is((long long)td_syncio_size(s), (long long)(4 * MiB),
 	   "the snapshot's own disk size");
 	ok(!td_syncio_pread(s, got, 4 * MiB, 0) &&
-		   !memcmp(got + PAT_OFF, pattern, PAT_LEN) &&
-		   got[0] == 0 && got[PAT_OFF - 1] == 0,
+		   !memcmp(got + PAT_OFF, pattern, PAT_LEN) && got[0] == 0 &&
+		   got[PAT_OFF - 1] == 0,
 	   "the snapshot reads what was written");
 	img = td_syncio_image(s);
 	ok(!img->drv->snapshot_list(img, &list, &n) && n == 1 &&
@@ -280,8 +279,8 @@ static void test_malformed(void)
 		"a misaligned L1 table");
 	refused(e, entry(e, 0, l1_size, 16, DISK, "1", "s1"),
 		"an L1 table in the header");
-	refused(e, entry(e, UINT64_MAX & ~(CS - 1), l1_size, 16, DISK, "1",
-			 "s1"),
+	refused(e,
+		entry(e, UINT64_MAX & ~(CS - 1), l1_size, 16, DISK, "1", "s1"),
 		"an L1 table near 2^64");
 	refused(e, entry(e, snap_l1, 8u << 20, 16, DISK, "1", "s1"),
 		"an L1 table over 32 MiB");
