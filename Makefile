@@ -241,6 +241,7 @@ install: all
 	install -m 0644 $(wildcard docs/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 	install -d $(DESTDIR)$(XEN_SCRIPTDIR)
 	install -m 0755 xend-hooks/block-tap $(DESTDIR)$(XEN_SCRIPTDIR)/block-tap
+	ln -sf block-tap $(DESTDIR)$(XEN_SCRIPTDIR)/block-vd
 
 # the pool at scale: 1,000,000 extents, 10,000 disks
 bench: bench-vdisk

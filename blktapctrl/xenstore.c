@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The xenstore watcher: a disk for every Xen block device the toolstack
- * hands to the block-tap hotplug script, destroyed when the device goes.
+ * hands to the block-tap hotplug script (params: a tapdisk image name) or
+ * to block-vd (params: a pool disk, "vd:ID" or the bare ID), destroyed
+ * when the device goes.
  *
  * xl writes a device's backend directory, waits for the backend to reach
  * InitWait and only then runs the hotplug script; so the device must be
@@ -27,6 +29,7 @@
 
 #define XSW_TOKEN "blktapctrl"
 #define XSW_SCRIPT "block-tap"
+#define XSW_SCRIPT_VD "block-vd"
 #define XSW_PATH_MAX 256
 
 struct xsw {
@@ -58,12 +61,35 @@ static struct disk *xsw_disk(struct ctl_daemon *d, const char *path)
 }
 
 /* xl passes script= on as written: "block-tap" or a path ending in it. */
-static bool xsw_is_tap(const char *script)
+static bool xsw_script_is(const char *script, const char *name)
 {
-	size_t n = strlen(script), m = strlen(XSW_SCRIPT);
+	size_t n = strlen(script), m = strlen(name);
 
-	return n >= m && !strcmp(script + n - m, XSW_SCRIPT) &&
+	return n >= m && !strcmp(script + n - m, name) &&
 	       (n == m || script[n - m - 1] == '/');
+}
+
+/*
+ * The image a device's params name, malloc'd; NULL with errno. block-vd
+ * takes what add_vbd_to_dom writes (vd:ID) and the bare ID of the pool's
+ * own commands; nothing else, so a path cannot pass for a pool disk.
+ */
+static char *xsw_image(const char *script, const char *params)
+{
+	const char *id = params;
+	char *image;
+
+	if (!xsw_script_is(script, XSW_SCRIPT_VD))
+		return strdup(params);
+	if (!strncmp(id, "vd:", 3))
+		id += 3;
+	if (!*id || strspn(id, "0123456789") != strlen(id)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (asprintf(&image, "vd:%s", id) < 0)
+		return NULL;
+	return image;
 }
 
 static void xsw_created(struct disk *disk, int rc, struct json_object *reply,
@@ -92,20 +118,34 @@ static void xsw_created(struct disk *disk, int rc, struct json_object *reply,
 static void xsw_create(struct xsw *x, const char *path)
 {
 	char *script = xsw_read(x, path, "script"), *params = NULL;
-	char *mode = NULL;
+	char *mode = NULL, *image = NULL;
+	const char *kind;
 	struct disk *disk;
 
-	if (!script || !xsw_is_tap(script))
+	if (!script)
+		goto out;
+	if (xsw_script_is(script, XSW_SCRIPT))
+		kind = XSW_SCRIPT;
+	else if (xsw_script_is(script, XSW_SCRIPT_VD))
+		kind = XSW_SCRIPT_VD;
+	else
 		goto out;
 	params = xsw_read(x, path, "params");
 	if (!params || !*params) {
-		td_err("%s: a block-tap device without params (the image): "
+		td_err("%s: a %s device without params (the image): "
 		       "not served",
-		       path);
+		       path, kind);
+		goto out;
+	}
+	image = xsw_image(script, params);
+	if (!image) {
+		td_err("%s: %s: %s", path, params,
+		       errno == EINVAL ? "not a pool disk (vd:ID or ID)" :
+					 strerror(errno));
 		goto out;
 	}
 	mode = xsw_read(x, path, "mode");
-	disk = disk_new(x->d, params);
+	disk = disk_new(x->d, image);
 	if (!disk) {
 		td_err("%s: %s: no disk for the device: %s", path, params,
 		       strerror(errno));
@@ -122,10 +162,11 @@ static void xsw_create(struct xsw *x, const char *path)
 	/* the guest's disk is gone for good only when its device is */
 	disk->restart = DISK_RESTART_ON_FAILURE;
 	disk->state = DISK_STARTING;
-	td_info("%s: new block-tap device: disk %d (%s)%s", path, disk->minor,
+	td_info("%s: new %s device: disk %d (%s)%s", path, kind, disk->minor,
 		disk->image, disk->readonly ? ", read-only" : "");
 	disk_start(disk, xsw_created, NULL);
 out:
+	free(image);
 	free(mode);
 	free(params);
 	free(script);
@@ -270,7 +311,8 @@ struct xsw *xsw_open(struct ctl_daemon *d)
 		td_watch_add(d->loop, xs_fileno(x->xs), EPOLLIN, xsw_event, x);
 	if (!x->watch)
 		goto fail;
-	td_info("watching %s for devices with script %s", x->root, XSW_SCRIPT);
+	td_info("watching %s for devices with script %s or %s", x->root,
+		XSW_SCRIPT, XSW_SCRIPT_VD);
 	return x;
 fail:
 	rc = errno;
