@@ -324,6 +324,14 @@ static int qcow2_open(struct td_image *img, const char *path, unsigned flags)
 		if (rc)
 			goto out;
 	}
+	if (snap && (p->h.incompat & QCOW2_INCOMPAT_DATA_FILE)) {
+		/* its data is not refcounted: only the current state exists */
+		td_err("%s: snapshot %s cannot be read: the image keeps its "
+		       "data in an external data file",
+		       file, snap);
+		rc = -ENOTSUP;
+		goto out;
+	}
 	rc = qcow2_load_tables(img);
 	if (!rc && snap)
 		rc = qcow2_snapshot_select(img, file, snap);

@@ -96,19 +96,19 @@ static void set_table(const char *f, uint32_t n, uint64_t t)
 	pwrite_all(f, b, sizeof(b), 60);
 }
 
-static int make_good(void)
+/* an image at f, created with o, with the pattern and snapshot "s1" */
+static int make_snapshotted(const char *f, const struct td_create_opts *o)
 {
 	const struct td_driver *drv = td_driver_find("qcow2");
-	struct td_create_opts o = { .size = DISK };
 	unsigned char h[72], *l1, e[128];
 	struct td_syncio *s;
 	char name[160];
 	int fd, rc;
 
-	rc = drv->create(good, &o);
+	rc = drv->create(f, o);
 	if (rc)
 		return rc;
-	snprintf(name, sizeof(name), "qcow2:%s", good);
+	snprintf(name, sizeof(name), "qcow2:%s", f);
 	s = td_syncio_open(name, TD_OPEN_BUFFERED);
 	if (!s)
 		return -errno;
@@ -116,7 +116,7 @@ static int make_good(void)
 	td_syncio_close(s);
 	if (rc)
 		return rc;
-	fd = open(good, O_RDWR);
+	fd = open(f, O_RDWR);
 	if (fd < 0 || pread(fd, h, sizeof(h), 0) != sizeof(h))
 		return -EIO;
 	l1_size = get32(h + 36);
@@ -132,10 +132,17 @@ static int make_good(void)
 	free(l1);
 	close(fd);
 	/* the snapshot says 4 MiB: its size field must win over the header */
-	pwrite_all(good, e, entry(e, snap_l1, l1_size, 16, 4 * MiB, "7", "s1"),
+	pwrite_all(f, e, entry(e, snap_l1, l1_size, 16, 4 * MiB, "7", "s1"),
 		   table);
-	set_table(good, 1, table);
+	set_table(f, 1, table);
 	return 0;
+}
+
+static int make_good(void)
+{
+	struct td_create_opts o = { .size = DISK };
+
+	return make_snapshotted(good, &o);
 }
 
 static void copy_good(void)
@@ -321,6 +328,33 @@ static void test_malformed(void)
 	is(list_err(bad), -EINVAL, "listing a table over 64 MiB refused");
 }
 
+/*
+ * With an external data file, guest data is not refcounted and is always
+ * the current data: a snapshot of it cannot be read back.
+ */
+static void test_data_file(void)
+{
+	static const char *const keys[] = { "data_file" };
+	const char *vals[1];
+	struct td_create_opts o = { .size = DISK, .nopts = 1, .keys = keys };
+	char img[160], data[160];
+
+	snprintf(img, sizeof(img), "%s/df.qcow2", dir);
+	snprintf(data, sizeof(data), "%s/df.data", dir);
+	vals[0] = data;
+	o.vals = vals;
+	if (make_snapshotted(img, &o)) {
+		ok(0, "the hand-made data-file image with a snapshot");
+	} else {
+		is(open_err(img, "?snapshot=s1", TD_OPEN_RDONLY), -ENOTSUP,
+		   "a snapshot of an image with an external data file refused");
+		is(open_err(img, "", TD_OPEN_RDONLY), 0,
+		   "its active layer opens");
+	}
+	unlink(img);
+	unlink(data);
+}
+
 int main(void)
 {
 	size_t i;
@@ -343,6 +377,7 @@ int main(void)
 		test_good();
 		test_malformed();
 	}
+	test_data_file();
 	free(pattern);
 	unlink(good);
 	unlink(bad);
