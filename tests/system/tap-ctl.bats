@@ -201,3 +201,18 @@ load ctl-helpers
 	run "$TAPCTL" destroy -m 0
 	assert_failure 1
 }
+
+@test "create --ublk without ublk in the kernel: tapdisk's reason relayed, no disk left; --ublk-id is a number" {
+	[ ! -e /dev/ublk-control ] || skip "this host has ublk: make check-host tests it"
+	run "$TAPCTL" create --ublk-id x ram:?size=1M
+	assert_failure 2
+	assert_output --partial "--ublk-id: 'x' is not a device number"
+	run "$TAPCTL" list --ublk
+	assert_failure 2
+	ctl_start
+	run "$TAPCTL" create --ublk ram:?size=1M
+	assert_failure 1
+	assert_output --partial "cannot open /dev/ublk-control"
+	run "$TAPCTL" list --json
+	assert_output --partial '"disks":[]'
+}
