@@ -10,106 +10,10 @@
 # bytes), writes a marker at byte 16 (or reports that it cannot), syncs
 # and powers off.
 
-load helpers
+load xen-helpers
 
-BLKIF_SCRIPT=$(cd "$BATS_TEST_DIRNAME/../../.." && pwd)/xend-hooks/block-tap
-CONSOLE=/var/log/xen/console/guest-domu.log
-
-setup_file() {
-	# the kernel's blkback would claim every vbd backend too
-	rmmod xen-blkback 2>/dev/null || true
-	# where xl looks for script=block-tap
-	mkdir -p /etc/xen/scripts
-	ln -sf "$BLKIF_SCRIPT" /etc/xen/scripts/block-tap
-	export CTL_DIR=/run/blktap-test CTL_LOG=/run/blktap-test.log
-	export BLKTAPCTRL_SOCKET=/run/blktap-test/ctl.sock
-	rm -rf "$CTL_DIR" "$CTL_LOG"
-	ctl_start
-}
-
-teardown_file() {
-	ctl_stop
-	modprobe xen-blkback 2>/dev/null || true
-}
-
-teardown() {
-	xl destroy domu 2>/dev/null || true
-	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
-		echo "# --- blktapctrl"
-		tail -n 40 "$CTL_LOG" | sed 's/^/# /'
-	fi
-	td_teardown
-}
-
-# blktapctrl in the background, watching xenstore; returns once it serves
-ctl_start() {
-	local i n
-	n=$(grep -c 'listening on' "$CTL_LOG" 2>/dev/null || true)
-	"$BUILD/blktapctrl" -F --xenstore -r "$CTL_DIR" -t "$TAPDISK" \
-		</dev/null >>"$CTL_LOG" 2>&1 3>&- &
-	echo $! >"$CTL_DIR.pid"
-	for ((i = 0; i < 100; i++)); do
-		[ "$(grep -c 'listening on' "$CTL_LOG")" -gt "${n:-0}" ] && return 0
-		sleep 0.1
-	done
-	fail "blktapctrl did not start: $(cat "$CTL_LOG")"
-}
-
-# SIGTERM: it exits and leaves its tapdisks serving
-ctl_stop() {
-	local pid i
-	pid=$(cat "$CTL_DIR.pid" 2>/dev/null) || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do
-		td_alive "$pid" || break
-		sleep 0.1
-	done
-	rm -f "$CTL_DIR.pid"
-}
-
-ctl_disks() {
-	"$BUILD/tap-ctl" list | grep -c '^[0-9]'
-}
-
-# blktapctrl has destroyed every disk (their devices are gone)
-ctl_wait_empty() {
-	local i
-	for ((i = 0; i < 300; i++)); do
-		[ "$(ctl_disks)" -eq 0 ] && return 0
-		sleep 0.1
-	done
-	fail "disks left: $("$BUILD/tap-ctl" list)"
-}
-
-# tap_disk VDEV TARGET [ACCESS]: an xl disk spec served by blktapctrl
-tap_disk() {
-	echo "format=raw,vdev=$1,access=${3:-rw},script=block-tap,target=$2"
-}
-
-# guest_cfg SPEC...: the domU's config with these disks, in $TD_DIR/domu.cfg
-guest_cfg() {
-	local d= s
-	for s in "$@"; do
-		d="$d${d:+, }'$s'"
-	done
-	sed "s|^disk = .*|disk = [ $d ]|" /root/domu.cfg >"$TD_DIR/domu.cfg"
-}
-
-# guest_run SPEC: boot the domU on that disk, wait until it powered off
-# and blktapctrl destroyed its disk
-guest_run() {
-	local i
-	guest_cfg "$1"
-	rm -f "$CONSOLE"
-	run timeout 120 xl create "$TD_DIR/domu.cfg"
-	[ "$status" -eq 0 ] || fail "xl create failed: $output"
-	for ((i = 0; i < 1200; i++)); do
-		xl list domu >/dev/null 2>&1 || break
-		sleep 0.1
-	done
-	xl list domu >/dev/null 2>&1 && fail "the domU did not power off"
-	ctl_wait_empty
-}
+setup_file() { xen_setup_file; }
+teardown_file() { xen_teardown_file; }
 
 @test "xen-blkif: blktapctrl serves a raw image to a PV domU from a plain xl config" {
 	mkimg "$TD_DIR/disk.raw" 32M
