@@ -24,14 +24,23 @@
  * cluster must wait for it, or it would allocate a second cluster, or free
  * the old entry a second time.
  */
+static struct qcow2_op *inflight_find(struct qcow2_priv *p, uint64_t pos)
+{
+	uint64_t c = pos >> p->cluster_bits;
+	struct qcow2_op *o;
+
+	for (o = p->inflight; o; o = o->inext)
+		if (c >= o->pos >> p->cluster_bits &&
+		    c - (o->pos >> p->cluster_bits) < o->nclust)
+			return o;
+	return NULL;
+}
+
 bool qcow2_wait_inflight(struct qcow2_op *op, void (*step)(struct qcow2_op *op))
 {
 	struct qcow2_priv *p = op->img->priv;
-	struct qcow2_op *o, **pp;
+	struct qcow2_op *o = inflight_find(p, op->pos), **pp;
 
-	for (o = p->inflight; o; o = o->inext)
-		if (o->pos >> p->cluster_bits == op->pos >> p->cluster_bits)
-			break;
 	if (!o)
 		return false;
 	/* inflight_release() queues op for the lock again, in arrival order */
@@ -212,6 +221,27 @@ static void alloc_source(struct qcow2_op *op, uint64_t a, uint64_t b)
 	}
 }
 
+/*
+ * Nothing of the old cluster to keep around the new bytes (a fresh cluster,
+ * or a whole one): they go to the file straight from the request, with no
+ * copy through a bounce buffer.
+ */
+static void alloc_write_direct(struct qcow2_op *op, uint64_t in, uint64_t n)
+{
+	struct iovec small[4], *iov;
+	int cnt;
+
+	qcow2_data_iov(op, op->pos, n, &iov, &cnt, small);
+	if (cnt < 0) {
+		qcow2_write_fail(op, cnt);
+		return;
+	}
+	op->io_done = alloc_written;
+	qcow2_data_io(op, true, op->new_host + in, iov, cnt, 0);
+	if (iov != small)
+		free(iov);
+}
+
 static void alloc_fill(struct qcow2_op *op)
 {
 	struct qcow2_priv *p = op->img->priv;
@@ -237,6 +267,10 @@ static void alloc_fill(struct qcow2_op *op)
 		op->w0 = in;
 		op->w1 = in + n;
 	}
+	if (op->w0 == in && op->w1 == in + n) {
+		alloc_write_direct(op, in, n);
+		return;
+	}
 	op->buf_len = op->w1 - op->w0;
 	op->buf = td_buf_get(op->buf_len);
 	if (!op->buf) {
@@ -250,6 +284,47 @@ static void alloc_fill(struct qcow2_op *op)
 	if (in + n < op->w1)
 		alloc_source(op, in + n, op->w1);
 	qcow2_seg_finish(op, 0);
+}
+
+/* Cap on one run: 2 MiB of 64 KiB clusters, the copy engine's requests. */
+#define ALLOC_RUN_MAX 32
+
+uint64_t qcow2_alloc_run(struct qcow2_op *op, const void *l2, uint64_t idx)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t cs = p->cluster_size, k, entry;
+
+	if ((op->pos & (cs - 1)) || op->zero_src || p->data_fd != p->fd ||
+	    op->end - op->pos < cs)
+		return 1;
+	for (k = 1; k < ALLOC_RUN_MAX && op->end - op->pos >= (k + 1) * cs &&
+		    idx + k < 1ull << p->l2_bits;
+	     k++) {
+		/* a later cluster with data (or compressed) keeps its path */
+		entry = qcow2_l2_entry(p, l2, idx + k);
+		if (entry & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED) ||
+		    inflight_find(p, op->pos + k * cs))
+			break;
+	}
+	return k;
+}
+
+/* Point the L2 entries of a whole run at its new clusters. */
+static void alloc_update_run(struct qcow2_op *op, struct qcow2_centry *e)
+{
+	struct qcow2_priv *p = op->img->priv;
+	uint64_t idx = qcow2_l2_index(p, op->pos), k;
+
+	for (k = 0; k < op->nclust; k++)
+		qcow2_l2_set(p, e->buf, idx + k,
+			     (op->new_host + (k << p->cluster_bits)) |
+				     QCOW2_OFLAG_COPIED,
+			     p->ext_l2 ? 0xffffffffull : 0);
+	qcow2_cache_dirty(e);
+	inflight_release(op);
+	op->pos += op->nclust << p->cluster_bits;
+	op->nclust = 1;
+	qcow2_write_step(op);
 }
 
 static void alloc_update(struct qcow2_op *op)
@@ -270,6 +345,10 @@ static void alloc_update(struct qcow2_op *op)
 	}
 	if (rc < 0) {
 		qcow2_write_fail(op, rc);
+		return;
+	}
+	if (op->nclust > 1) {
+		alloc_update_run(op, e);
 		return;
 	}
 	idx = qcow2_l2_index(p, op->pos);
@@ -296,7 +375,8 @@ static void alloc_update(struct qcow2_op *op)
 	if ((op->old_entry & QCOW2_OFLAG_COMPRESSED) ||
 	    (host && host != op->new_host))
 		qcow2_free_entry(img, op->old_entry);
-	td_buf_put(op->buf, op->buf_len);
+	if (op->buf)
+		td_buf_put(op->buf, op->buf_len);
 	op->buf = NULL;
 	inflight_release(op);
 	op->pos += n;
@@ -314,11 +394,18 @@ void qcow2_alloc_cluster(struct qcow2_op *op)
 	if (p->data_fd != p->fd) {
 		/* an external data file maps guest offsets one to one */
 		op->new_host = op->pos & ~(p->cluster_size - 1);
+		op->nclust = 1;
 	} else if (!(op->old_entry & QCOW2_OFLAG_COMPRESSED) && host &&
 		   (op->old_entry & QCOW2_OFLAG_COPIED)) {
 		op->new_host = host;
+		op->nclust = 1;
 	} else {
-		rc = qcow2_alloc_clusters(op, 1, &op->new_host,
+		/*
+		 * A run of whole clusters is taken at once, contiguous, so its
+		 * data goes out in one I/O (the run, counted under the lock,
+		 * cannot change while this op holds it waiting here).
+		 */
+		rc = qcow2_alloc_clusters(op, op->nclust, &op->new_host,
 					  qcow2_write_step);
 		if (rc == 1)
 			return;
@@ -331,6 +418,10 @@ void qcow2_alloc_cluster(struct qcow2_op *op)
 	}
 	inflight_add(op);
 	qcow2_unlock(op);
+	if (op->nclust > 1) {
+		alloc_write_direct(op, 0, op->nclust << p->cluster_bits);
+		return;
+	}
 	alloc_fill(op);
 }
 

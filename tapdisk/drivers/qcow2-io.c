@@ -48,6 +48,7 @@ struct qcow2_op *qcow2_op_new(struct td_image *img, struct td_request *req)
 	memset(op, 0, sizeof(*op));
 	op->img = img;
 	op->req = req;
+	op->nclust = 1;
 	op->w.fn = qcow2_op_waiter;
 	if (req) {
 		op->pos = req->offset;

@@ -159,6 +159,11 @@ struct qcow2_op {
 	uint64_t l2_off; /* L2 table of pos */
 	uint64_t old_entry, old_bitmap;
 	uint64_t new_host;
+	/*
+	 * clusters from pos on that this allocation takes: more than one
+	 * only for whole fresh clusters, written in one I/O
+	 */
+	uint64_t nclust;
 	bool fresh; /* new_host was just taken: it reads as zeroes */
 	bool span; /* compressed: may spill into the next cluster */
 	bool in_flight; /* in qcow2_priv.inflight */
@@ -321,6 +326,12 @@ void qcow2_op_defer(struct qcow2_op *op, void (*step)(struct qcow2_op *op));
 void qcow2_seg_finish(struct qcow2_op *op, int err);
 void qcow2_lock(struct qcow2_op *op, void (*step)(struct qcow2_op *op));
 void qcow2_unlock(struct qcow2_op *op);
+/*
+ * The bytes [off, off + n) of op's write as an iovec: a slice of the
+ * request's (small[4] or allocated: free it if not small), or zeroes.
+ */
+void qcow2_data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
+		    struct iovec **iov, int *cnt, struct iovec *small);
 int qcow2_iov_slice(const struct iovec *iov, int cnt, uint64_t off,
 		    uint64_t len, struct iovec **out, struct iovec *small,
 		    int nsmall);
@@ -366,6 +377,11 @@ void qcow2_write_fail(struct qcow2_op *op, int err);
  * must keep, point the L2 entry at it, then go on with qcow2_write_step().
  */
 void qcow2_alloc_cluster(struct qcow2_op *op);
+/*
+ * How many clusters from op->pos (entry idx of the L2 table buf) a write
+ * can allocate at once: whole clusters, none allocated or in flight.
+ */
+uint64_t qcow2_alloc_run(struct qcow2_op *op, const void *l2, uint64_t idx);
 /*
  * Under the lock: if an allocation of op->pos's cluster is in flight, op
  * gives up the lock and step runs under it again once that is done (true).

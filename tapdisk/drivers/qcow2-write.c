@@ -30,8 +30,8 @@ static bool in_place(const struct qcow2_priv *p, uint64_t entry,
 	return !(p->h.version >= 3 && (entry & QCOW2_OFLAG_ZERO));
 }
 
-static void data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
-		     struct iovec **iov, int *cnt, struct iovec *small)
+void qcow2_data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
+		    struct iovec **iov, int *cnt, struct iovec *small)
 {
 	struct qcow2_priv *p = op->img->priv;
 
@@ -216,7 +216,7 @@ void qcow2_write_step(struct qcow2_op *op)
 			struct iovec small[4], *iov;
 			int cnt;
 
-			data_iov(op, op->pos, n, &iov, &cnt, small);
+			qcow2_data_iov(op, op->pos, n, &iov, &cnt, small);
 			if (cnt < 0) {
 				qcow2_write_fail(op, cnt);
 				return;
@@ -233,6 +233,12 @@ void qcow2_write_step(struct qcow2_op *op)
 		}
 		op->old_entry = entry;
 		op->old_bitmap = bitmap;
+		/* on a return from waiting, the clusters are already counted */
+		if (!op->alloc_off)
+			op->nclust = entry & (QCOW2_OFFSET_MASK |
+					      QCOW2_OFLAG_COMPRESSED) ?
+					     1 :
+					     qcow2_alloc_run(op, e->buf, idx);
 		qcow2_alloc_cluster(op);
 		return;
 	}

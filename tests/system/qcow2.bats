@@ -142,6 +142,38 @@ q2_write() {
 	done
 }
 
+@test "qcow2: large writes take whole runs of clusters: fio verify, check clean; kill -9 leaks at worst" {
+	need qemu-img fio
+	local img=$TD_DIR/r.qcow2 o
+	for o in cluster_size=64k cluster_size=4k extended_l2=on; do
+		rm -f "$img"
+		qemu-img create -q -f qcow2 -o "$o" "$img" 64M
+		td_start "qcow2:$img"
+		# 4k..1M at 4k offsets: runs, partial clusters and rewrites mixed
+		run fio --name=w --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
+			--bsrange=4k-1M --blockalign=4k --size=64M --iodepth=16 \
+			--serialize_overlap=1 --verify=crc32c --verify_fatal=1 \
+			--verify_state_save=0 --output="$TD_DIR/fio.out"
+		[ "$status" -eq 0 ] || fail "fio on $o: $(cat "$TD_DIR/fio.out")"
+		td_stop
+		run qemu-img check "$img"
+		[ "$status" -eq 0 ] || fail "qemu-img check on $o: $output"
+		rm -f "$img"
+		qemu-img create -q -f qcow2 -o "$o" "$img" 64M
+		td_start "qcow2:$img"
+		fio --name=k --ioengine=nbd --uri="$TD_URI" --rw=randwrite \
+			--bs=1M --iodepth=16 --size=64M --time_based --runtime=30 \
+			--output=/dev/null >/dev/null 2>&1 &
+		BG_PIDS+=($!)
+		sleep 1
+		td_kill9
+		wait "${BG_PIDS[-1]}" 2>/dev/null || true
+		run qemu-img check "$img"
+		[ "$status" -eq 0 ] || [ "$status" -eq 3 ] ||
+			fail "qemu-img check exit $status after kill -9 on $o: $output"
+	done
+}
+
 @test "qcow2: nbdinfo --map agrees with qemu-img map on data and zero" {
 	need qemu-img qemu-io nbdinfo
 	mkimg_random "$TD_DIR/b.raw" 8
