@@ -205,8 +205,8 @@ static void reply_ok(struct nbd_conn *c, struct nbd_io *io)
 			nbd_enc_chunk_hdr(io->hdr, NBD_REPLY_FLAG_DONE,
 					  NBD_REPLY_TYPE_OFFSET_HOLE,
 					  io->cookie, 12);
-			nbd_put64(io->hdr + NBD_CHUNK_HDR_LEN, io->offset);
-			nbd_put32(io->hdr + NBD_CHUNK_HDR_LEN + 8, io->len);
+			td_be_put64(io->hdr + NBD_CHUNK_HDR_LEN, io->offset);
+			td_be_put32(io->hdr + NBD_CHUNK_HDR_LEN + 8, io->len);
 			io->out[0].iov_len = NBD_CHUNK_HDR_LEN + 12;
 			io_buf_put(c, io);
 			queue_reply(c, io);
@@ -215,7 +215,7 @@ static void reply_ok(struct nbd_conn *c, struct nbd_io *io)
 			nbd_enc_chunk_hdr(io->hdr, NBD_REPLY_FLAG_DONE,
 					  NBD_REPLY_TYPE_OFFSET_DATA,
 					  io->cookie, io->len + 8);
-			nbd_put64(io->hdr + NBD_CHUNK_HDR_LEN, io->offset);
+			td_be_put64(io->hdr + NBD_CHUNK_HDR_LEN, io->offset);
 			io->out[0].iov_len = NBD_CHUNK_HDR_LEN + 8;
 		} else {
 			/* OFFSET_DATA can't carry zero bytes */
@@ -228,7 +228,7 @@ static void reply_ok(struct nbd_conn *c, struct nbd_io *io)
 
 		nbd_enc_chunk_hdr(io->hdr, NBD_REPLY_FLAG_DONE,
 				  NBD_REPLY_TYPE_BLOCK_STATUS, io->cookie, len);
-		nbd_put32(io->ext, c->caps.meta_id);
+		td_be_put32(io->ext, c->caps.meta_id);
 		io->out[0].iov_len = NBD_CHUNK_HDR_LEN;
 		io->out[1].iov_base = io->ext;
 		io->out[1].iov_len = len;
@@ -264,8 +264,8 @@ static bool bs_add(struct nbd_io *io, const struct td_extent *e)
 	if (len > UINT32_MAX)
 		len = UINT32_MAX;
 	if (io->n_ext && flags == io->last_flags &&
-	    nbd_get32(last) + len <= UINT32_MAX) {
-		nbd_put32(last, (uint32_t)(nbd_get32(last) + len));
+	    td_be_get32(last) + len <= UINT32_MAX) {
+		td_be_put32(last, (uint32_t)(td_be_get32(last) + len));
 	} else {
 		nbd_enc_extent(io->ext + 4 + io->n_ext * NBD_EXTENT_LEN,
 			       (uint32_t)len, flags);

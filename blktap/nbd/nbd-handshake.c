@@ -63,8 +63,8 @@ static int opt_export_name(struct nbd_conn *c, const uint8_t *data,
 		return -ENOENT;
 	}
 	enter_transmission(c);
-	nbd_put64(buf, td_vbd_size(c->srv->vbd));
-	nbd_put16(buf + 8, c->tflags);
+	td_be_put64(buf, td_vbd_size(c->srv->vbd));
+	td_be_put16(buf + 8, c->tflags);
 	err = nbd_conn_send_bytes(c, buf, sizeof(buf));
 	if (!err && !c->no_zeroes)
 		err = nbd_conn_send_bytes(c, zeroes, sizeof(zeroes));
@@ -82,7 +82,7 @@ static int opt_list(struct nbd_conn *c, uint32_t len)
 	if (len)
 		return opt_error(c, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
 				 "LIST takes no data");
-	nbd_put32(buf, (uint32_t)nlen);
+	td_be_put32(buf, (uint32_t)nlen);
 	memcpy(buf + 4, name, nlen);
 	memcpy(buf + 4 + nlen, desc, dlen);
 	err = opt_reply(c, NBD_OPT_LIST, NBD_REP_SERVER, buf,
@@ -98,7 +98,7 @@ static int info_string(struct nbd_conn *c, uint32_t opt, uint16_t type,
 	uint8_t buf[2 + NBD_MAX_STRING];
 	size_t len = strlen(s);
 
-	nbd_put16(buf, type);
+	td_be_put16(buf, type);
 	memcpy(buf + 2, s, len);
 	return opt_reply(c, opt, NBD_REP_INFO, buf, (uint32_t)(2 + len));
 }
@@ -118,9 +118,9 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	if (!name_matches(c, req.name, req.name_len))
 		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
 
-	nbd_put16(buf, NBD_INFO_EXPORT);
-	nbd_put64(buf + 2, td_vbd_size(c->srv->vbd));
-	nbd_put16(buf + 10, nbd_server_tflags(c->srv, c->caps.structured));
+	td_be_put16(buf, NBD_INFO_EXPORT);
+	td_be_put64(buf + 2, td_vbd_size(c->srv->vbd));
+	td_be_put16(buf + 10, nbd_server_tflags(c->srv, c->caps.structured));
 	err = opt_reply(c, opt, NBD_REP_INFO, buf, 12);
 
 	/*
@@ -130,10 +130,10 @@ static int opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	 */
 	pref_block = info->align > NBD_PREF_BLOCK ? info->align :
 						    NBD_PREF_BLOCK;
-	nbd_put16(buf, NBD_INFO_BLOCK_SIZE);
-	nbd_put32(buf + 2, 1);
-	nbd_put32(buf + 6, pref_block);
-	nbd_put32(buf + 10, NBD_MAX_PAYLOAD);
+	td_be_put16(buf, NBD_INFO_BLOCK_SIZE);
+	td_be_put32(buf + 2, 1);
+	td_be_put32(buf + 6, pref_block);
+	td_be_put32(buf + 10, NBD_MAX_PAYLOAD);
 	if (!err)
 		err = opt_reply(c, opt, NBD_REP_INFO, buf, 14);
 	if (!err && req.want_name)
@@ -177,7 +177,7 @@ static int opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *data,
 	if (reply) {
 		uint32_t id = set ? NBD_META_ID_ALLOCATION : 0;
 
-		nbd_put32(buf, id);
+		td_be_put32(buf, id);
 		memcpy(buf + 4, ctx, sizeof(ctx) - 1);
 		err = opt_reply(c, opt, NBD_REP_META_CONTEXT, buf,
 				(uint32_t)(4 + sizeof(ctx) - 1));
@@ -256,7 +256,7 @@ int nbd_hs_input(struct nbd_conn *c)
 			if (avail < 4)
 				return 0;
 			c->in_start += 4;
-			err = client_flags(c, nbd_get32(p));
+			err = client_flags(c, td_be_get32(p));
 			if (err)
 				return err;
 			continue;

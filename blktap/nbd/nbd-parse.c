@@ -83,10 +83,10 @@ int nbd_parse_addr(const char *addr, struct nbd_addr *out)
 int nbd_parse_opt_hdr(const uint8_t buf[NBD_OPT_HDR_LEN],
 		      struct nbd_opt_hdr *out)
 {
-	if (nbd_get64(buf) != NBD_OPTS_MAGIC)
+	if (td_be_get64(buf) != NBD_OPTS_MAGIC)
 		return -EPROTO;
-	out->opt = nbd_get32(buf + 8);
-	out->len = nbd_get32(buf + 12);
+	out->opt = td_be_get32(buf + 8);
+	out->len = td_be_get32(buf + 12);
 	if (out->len > NBD_MAX_OPT_LEN)
 		return -E2BIG;
 	return 0;
@@ -101,17 +101,17 @@ int nbd_parse_info_req(const uint8_t *data, uint32_t len,
 	memset(out, 0, sizeof(*out));
 	if (len < 6)
 		return -EINVAL;
-	nlen = nbd_get32(data);
+	nlen = td_be_get32(data);
 	if (nlen > len - 6 || nlen > NBD_MAX_STRING)
 		return -EINVAL;
 	out->name = (const char *)data + 4;
 	out->name_len = nlen;
 	p = data + 4 + nlen;
-	n = nbd_get16(p);
+	n = td_be_get16(p);
 	if ((uint64_t)len != 4ull + nlen + 2 + 2ull * n)
 		return -EINVAL;
 	for (i = 0, p += 2; i < n; i++, p += 2) {
-		switch (nbd_get16(p)) {
+		switch (td_be_get16(p)) {
 		case NBD_INFO_NAME:
 			out->want_name = true;
 			break;
@@ -141,20 +141,20 @@ int nbd_parse_meta_req(const uint8_t *data, uint32_t len,
 	memset(out, 0, sizeof(*out));
 	if (len < 8)
 		return -EINVAL;
-	nlen = nbd_get32(data);
+	nlen = td_be_get32(data);
 	if (nlen > len - 8 || nlen > NBD_MAX_STRING)
 		return -EINVAL;
 	out->name = (const char *)data + 4;
 	out->name_len = nlen;
 	off = 4 + nlen;
-	out->nqueries = nbd_get32(data + off);
+	out->nqueries = td_be_get32(data + off);
 	off += 4;
 	for (i = 0; i < out->nqueries; i++) {
 		uint32_t qlen;
 
 		if (len - off < 4)
 			return -EINVAL;
-		qlen = nbd_get32(data + off);
+		qlen = td_be_get32(data + off);
 		off += 4;
 		if (qlen > len - off || qlen > NBD_MAX_STRING)
 			return -EINVAL;
@@ -171,13 +171,13 @@ int nbd_parse_meta_req(const uint8_t *data, uint32_t len,
 int nbd_parse_req_hdr(const uint8_t buf[NBD_REQ_HDR_LEN],
 		      struct nbd_req_hdr *out)
 {
-	if (nbd_get32(buf) != NBD_REQUEST_MAGIC)
+	if (td_be_get32(buf) != NBD_REQUEST_MAGIC)
 		return -EPROTO;
-	out->flags = nbd_get16(buf + 4);
-	out->type = nbd_get16(buf + 6);
-	out->cookie = nbd_get64(buf + 8);
-	out->offset = nbd_get64(buf + 16);
-	out->len = nbd_get32(buf + 24);
+	out->flags = td_be_get16(buf + 4);
+	out->type = td_be_get16(buf + 6);
+	out->cookie = td_be_get64(buf + 8);
+	out->offset = td_be_get64(buf + 16);
+	out->len = td_be_get32(buf + 24);
 	return 0;
 }
 
@@ -267,36 +267,36 @@ uint32_t nbd_state_flags(unsigned td_flags)
 
 void nbd_enc_greeting(uint8_t out[NBD_GREETING_LEN])
 {
-	nbd_put64(out, NBD_MAGIC);
-	nbd_put64(out + 8, NBD_OPTS_MAGIC);
-	nbd_put16(out + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	td_be_put64(out, NBD_MAGIC);
+	td_be_put64(out + 8, NBD_OPTS_MAGIC);
+	td_be_put16(out + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
 }
 
 void nbd_enc_opt_reply(uint8_t out[NBD_OPT_REPLY_HDR_LEN], uint32_t opt,
 		       uint32_t type, uint32_t len)
 {
-	nbd_put64(out, NBD_REP_MAGIC);
-	nbd_put32(out + 8, opt);
-	nbd_put32(out + 12, type);
-	nbd_put32(out + 16, len);
+	td_be_put64(out, NBD_REP_MAGIC);
+	td_be_put32(out + 8, opt);
+	td_be_put32(out + 12, type);
+	td_be_put32(out + 16, len);
 }
 
 void nbd_enc_simple_reply(uint8_t out[NBD_SIMPLE_REPLY_LEN], uint32_t err,
 			  uint64_t cookie)
 {
-	nbd_put32(out, NBD_SIMPLE_REPLY_MAGIC);
-	nbd_put32(out + 4, err);
-	nbd_put64(out + 8, cookie);
+	td_be_put32(out, NBD_SIMPLE_REPLY_MAGIC);
+	td_be_put32(out + 4, err);
+	td_be_put64(out + 8, cookie);
 }
 
 void nbd_enc_chunk_hdr(uint8_t out[NBD_CHUNK_HDR_LEN], uint16_t flags,
 		       uint16_t type, uint64_t cookie, uint32_t len)
 {
-	nbd_put32(out, NBD_STRUCTURED_REPLY_MAGIC);
-	nbd_put16(out + 4, flags);
-	nbd_put16(out + 6, type);
-	nbd_put64(out + 8, cookie);
-	nbd_put32(out + 16, len);
+	td_be_put32(out, NBD_STRUCTURED_REPLY_MAGIC);
+	td_be_put16(out + 4, flags);
+	td_be_put16(out + 6, type);
+	td_be_put64(out + 8, cookie);
+	td_be_put32(out + 16, len);
 }
 
 void nbd_enc_error_chunk(uint8_t out[NBD_ERROR_CHUNK_LEN], uint32_t err,
@@ -304,14 +304,14 @@ void nbd_enc_error_chunk(uint8_t out[NBD_ERROR_CHUNK_LEN], uint32_t err,
 {
 	nbd_enc_chunk_hdr(out, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
 			  cookie, 6);
-	nbd_put32(out + NBD_CHUNK_HDR_LEN, err);
-	nbd_put16(out + NBD_CHUNK_HDR_LEN + 4, 0);
+	td_be_put32(out + NBD_CHUNK_HDR_LEN, err);
+	td_be_put16(out + NBD_CHUNK_HDR_LEN + 4, 0);
 }
 
 void nbd_enc_extent(uint8_t out[NBD_EXTENT_LEN], uint32_t len, uint32_t flags)
 {
-	nbd_put32(out, len);
-	nbd_put32(out + 4, flags);
+	td_be_put32(out, len);
+	td_be_put32(out + 4, flags);
 }
 
 const char *nbd_opt_name(uint32_t opt)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "be.h"
+
 #define NBD_MAGIC 0x4e42444d41474943ull /* "NBDMAGIC" */
 #define NBD_OPTS_MAGIC 0x49484156454f5054ull /* "IHAVEOPT" */
 #define NBD_REP_MAGIC 0x3e889045565a9ull
@@ -174,42 +176,6 @@ struct nbd_addr {
 	char host[256];
 	char port[8];
 };
-
-static inline uint16_t nbd_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t nbd_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t nbd_get64(const uint8_t *p)
-{
-	return (uint64_t)nbd_get32(p) << 32 | nbd_get32(p + 4);
-}
-
-static inline void nbd_put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void nbd_put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static inline void nbd_put64(uint8_t *p, uint64_t v)
-{
-	nbd_put32(p, (uint32_t)(v >> 32));
-	nbd_put32(p + 4, (uint32_t)v);
-}
 
 /* "unix:PATH" or "tcp:[HOST]:PORT"; 0 or -EINVAL / -ENAMETOOLONG. */
 int nbd_parse_addr(const char *addr, struct nbd_addr *out);

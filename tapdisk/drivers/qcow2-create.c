@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "be.h"
 #include "log.h"
 #include "qcow2-priv.h"
 #include "syncio.h"
@@ -123,25 +124,11 @@ unsupported:
 	return 0;
 }
 
-static void put32(unsigned char *b, uint32_t v)
-{
-	b[0] = v >> 24;
-	b[1] = v >> 16;
-	b[2] = v >> 8;
-	b[3] = v;
-}
-
-static void put64(unsigned char *b, uint64_t v)
-{
-	put32(b, v >> 32);
-	put32(b + 4, (uint32_t)v);
-}
-
 static size_t put_ext(unsigned char *b, uint32_t type, const void *d,
 		      uint32_t len)
 {
-	put32(b, type);
-	put32(b + 4, len);
+	td_be_put32(b, type);
+	td_be_put32(b + 4, len);
 	memcpy(b + 8, d, len);
 	return 8 + qcow2_align_up(len, 8);
 }
@@ -173,23 +160,23 @@ int qcow2_build_header(const char *path, unsigned char *c, size_t cs,
 	size_t i;
 
 	memset(c, 0, cs);
-	put32(c, QCOW2_MAGIC);
-	put32(c + 4, h->version);
-	put32(c + 20, h->cluster_bits);
-	put64(c + 24, h->size);
-	put32(c + 36, h->l1_size);
-	put64(c + 40, h->l1_offset);
-	put64(c + 48, h->rt_offset);
-	put32(c + 56, h->rt_clusters);
-	put32(c + 60, h->nb_snapshots);
-	put64(c + 64, h->snapshots_offset);
+	td_be_put32(c, QCOW2_MAGIC);
+	td_be_put32(c + 4, h->version);
+	td_be_put32(c + 20, h->cluster_bits);
+	td_be_put64(c + 24, h->size);
+	td_be_put32(c + 36, h->l1_size);
+	td_be_put64(c + 40, h->l1_offset);
+	td_be_put64(c + 48, h->rt_offset);
+	td_be_put32(c + 56, h->rt_clusters);
+	td_be_put32(c + 60, h->nb_snapshots);
+	td_be_put64(c + 64, h->snapshots_offset);
 	pos = 72;
 	if (h->version >= 3) {
-		put64(c + 72, h->incompat);
-		put64(c + 80, h->compat);
-		put64(c + 88, h->autoclear);
-		put32(c + 96, h->refcount_order);
-		put32(c + 100, 112);
+		td_be_put64(c + 72, h->incompat);
+		td_be_put64(c + 80, h->compat);
+		td_be_put64(c + 88, h->autoclear);
+		td_be_put32(c + 96, h->refcount_order);
+		td_be_put32(c + 100, 112);
 		c[104] = h->compression_type;
 		pos = 112;
 	}
@@ -217,8 +204,8 @@ int qcow2_build_header(const char *path, unsigned char *c, size_t cs,
 			return -ENAMETOOLONG;
 		}
 		memcpy(c + pos, h->backing, blen);
-		put64(c + 8, pos);
-		put32(c + 16, (uint32_t)blen);
+		td_be_put64(c + 8, pos);
+		td_be_put32(c + 16, (uint32_t)blen);
 	}
 	return 0;
 }

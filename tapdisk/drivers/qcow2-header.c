@@ -10,34 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "be.h"
 #include "buf.h"
 #include "log.h"
 #include "qcow2-priv.h"
-
-static uint32_t get32(const unsigned char *b)
-{
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	       (uint32_t)b[2] << 8 | b[3];
-}
-
-static uint64_t get64(const unsigned char *b)
-{
-	return (uint64_t)get32(b) << 32 | get32(b + 4);
-}
-
-static void put32(unsigned char *b, uint32_t v)
-{
-	b[0] = v >> 24;
-	b[1] = v >> 16;
-	b[2] = v >> 8;
-	b[3] = v;
-}
-
-static void put64(unsigned char *b, uint64_t v)
-{
-	put32(b, v >> 32);
-	put32(b + 4, (uint32_t)v);
-}
 
 /*
  * Synchronous I/O for metadata outside the data path: the descriptor may be
@@ -103,7 +79,7 @@ static void hdr_feature_name(const unsigned char *c, size_t cs, uint32_t pos,
 {
 	snprintf(name, n, "bit %d", bit);
 	while (pos + 8 <= cs) {
-		uint32_t type = get32(c + pos), len = get32(c + pos + 4);
+		uint32_t type = td_be_get32(c + pos), len = td_be_get32(c + pos + 4);
 		uint32_t i;
 
 		if (type == QCOW2_EXT_END || pos + 8 + (uint64_t)len > cs)
@@ -141,7 +117,7 @@ static int hdr_extensions(const char *path, const unsigned char *c,
 	uint32_t pos = h->header_length;
 
 	while (pos + 8 <= cs) {
-		uint32_t type = get32(c + pos), len = get32(c + pos + 4);
+		uint32_t type = td_be_get32(c + pos), len = td_be_get32(c + pos + 4);
 		const unsigned char *d = c + pos + 8;
 		int rc = 0;
 
@@ -239,28 +215,28 @@ int qcow2_header_read(const char *path, int fd, uint64_t file_size,
 	if (rc)
 		goto out;
 	rc = -EINVAL;
-	if (get32(c) != QCOW2_MAGIC) {
+	if (td_be_get32(c) != QCOW2_MAGIC) {
 		hdr_fail(path, "no qcow2 magic");
 		goto out;
 	}
-	h->version = get32(c + 4);
+	h->version = td_be_get32(c + 4);
 	if (h->version != 2 && h->version != 3) {
 		td_err("%s: qcow2 version %u is not supported (2 and 3 are)",
 		       path, h->version);
 		rc = -ENOTSUP;
 		goto out;
 	}
-	h->backing_offset = get64(c + 8);
-	h->backing_size = get32(c + 16);
-	h->cluster_bits = get32(c + 20);
-	h->size = get64(c + 24);
-	h->crypt_method = get32(c + 32);
-	h->l1_size = get32(c + 36);
-	h->l1_offset = get64(c + 40);
-	h->rt_offset = get64(c + 48);
-	h->rt_clusters = get32(c + 56);
-	h->nb_snapshots = get32(c + 60);
-	h->snapshots_offset = get64(c + 64);
+	h->backing_offset = td_be_get64(c + 8);
+	h->backing_size = td_be_get32(c + 16);
+	h->cluster_bits = td_be_get32(c + 20);
+	h->size = td_be_get64(c + 24);
+	h->crypt_method = td_be_get32(c + 32);
+	h->l1_size = td_be_get32(c + 36);
+	h->l1_offset = td_be_get64(c + 40);
+	h->rt_offset = td_be_get64(c + 48);
+	h->rt_clusters = td_be_get32(c + 56);
+	h->nb_snapshots = td_be_get32(c + 60);
+	h->snapshots_offset = td_be_get64(c + 64);
 	h->refcount_order = 4;
 	h->header_length = 72;
 	if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
@@ -276,11 +252,11 @@ int qcow2_header_read(const char *path, int fd, uint64_t file_size,
 			hdr_fail(path, "file shorter than a v3 header");
 			goto out;
 		}
-		h->incompat = get64(c + 72);
-		h->compat = get64(c + 80);
-		h->autoclear = get64(c + 88);
-		h->refcount_order = get32(c + 96);
-		h->header_length = get32(c + 100);
+		h->incompat = td_be_get64(c + 72);
+		h->compat = td_be_get64(c + 80);
+		h->autoclear = td_be_get64(c + 88);
+		h->refcount_order = td_be_get32(c + 96);
+		h->header_length = td_be_get32(c + 100);
 		if (h->header_length < 104 || h->header_length % 8 ||
 		    h->header_length > cs || h->header_length > 4096) {
 			hdr_fail(path, "bad header length");
@@ -384,15 +360,15 @@ int qcow2_header_write(const char *path, int fd, const struct qcow2_header *h)
 	rc = qcow2_pio(fd, false, b, n, 0);
 	if (rc)
 		goto fail;
-	put64(b + 24, h->size);
-	put32(b + 36, h->l1_size);
-	put64(b + 40, h->l1_offset);
-	put64(b + 48, h->rt_offset);
-	put32(b + 56, h->rt_clusters);
+	td_be_put64(b + 24, h->size);
+	td_be_put32(b + 36, h->l1_size);
+	td_be_put64(b + 40, h->l1_offset);
+	td_be_put64(b + 48, h->rt_offset);
+	td_be_put32(b + 56, h->rt_clusters);
 	if (h->version == 3) {
-		put64(b + 72, h->incompat);
-		put64(b + 80, h->compat);
-		put64(b + 88, h->autoclear);
+		td_be_put64(b + 72, h->incompat);
+		td_be_put64(b + 80, h->compat);
+		td_be_put64(b + 88, h->autoclear);
 	}
 	rc = qcow2_pio(fd, true, b, n, 0);
 	if (!rc && fdatasync(fd) < 0)

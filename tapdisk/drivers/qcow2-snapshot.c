@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
 #include "log.h"
 #include "qcow2-priv.h"
 
@@ -22,17 +23,6 @@
 #define SNAP_MAX_EXTRA 1024
 /* the whole table: bounds what a malformed header makes us read */
 #define SNAP_MAX_TABLE (64ull << 20)
-
-static uint32_t get32(const unsigned char *b)
-{
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	       (uint32_t)b[2] << 8 | b[3];
-}
-
-static uint64_t get64(const unsigned char *b)
-{
-	return (uint64_t)get32(b) << 32 | get32(b + 4);
-}
 
 /* Is the snapshot's L1 table one we can read at its disk size? */
 static int snap_l1_check(struct td_image *img, const struct qcow2_snap *s)
@@ -65,16 +55,16 @@ static int snap_l1_check(struct td_image *img, const struct qcow2_snap *s)
 static void snap_parse(const struct qcow2_priv *p, const unsigned char *e,
 		       uint32_t extra, struct qcow2_snap *s)
 {
-	s->l1_offset = get64(e);
-	s->l1_size = get32(e + 8);
-	s->date_sec = get32(e + 16);
-	s->date_nsec = get32(e + 20);
-	s->vm_clock_nsec = get64(e + 24);
-	s->vm_state_size = get32(e + 32);
+	s->l1_offset = td_be_get64(e);
+	s->l1_size = td_be_get32(e + 8);
+	s->date_sec = td_be_get32(e + 16);
+	s->date_nsec = td_be_get32(e + 20);
+	s->vm_clock_nsec = td_be_get64(e + 24);
+	s->vm_state_size = td_be_get32(e + 32);
 	/* the extra data's fields replace the fixed ones when present */
 	if (extra >= 8)
-		s->vm_state_size = get64(e + SNAP_FIXED);
-	s->disk_size = extra >= 16 ? get64(e + SNAP_FIXED + 8) : p->h.size;
+		s->vm_state_size = td_be_get64(e + SNAP_FIXED);
+	s->disk_size = extra >= 16 ? td_be_get64(e + SNAP_FIXED + 8) : p->h.size;
 }
 
 int qcow2_snapshots_walk(struct td_image *img, bool check_l1,
@@ -106,7 +96,7 @@ int qcow2_snapshots_walk(struct td_image *img, bool check_l1,
 			break;
 		idl = (uint32_t)e[12] << 8 | e[13];
 		nl = (uint32_t)e[14] << 8 | e[15];
-		extra = get32(e + 36);
+		extra = td_be_get32(e + 36);
 		if (extra > SNAP_MAX_EXTRA) {
 			td_err("%s: snapshot table entry %llu: %u bytes of "
 			       "extra data (at most %u)",

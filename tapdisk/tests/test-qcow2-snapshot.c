@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "be.h"
 #include "image.h"
 #include "log.h"
 #include "syncio.h"
@@ -35,26 +36,6 @@ static unsigned char *pattern;
 static uint64_t l1_off, snap_l1, table;
 static uint32_t l1_size;
 
-static void put32(unsigned char *b, uint32_t v)
-{
-	b[0] = v >> 24;
-	b[1] = v >> 16;
-	b[2] = v >> 8;
-	b[3] = v;
-}
-
-static void put64(unsigned char *b, uint64_t v)
-{
-	put32(b, v >> 32);
-	put32(b + 4, (uint32_t)v);
-}
-
-static uint32_t get32(const unsigned char *b)
-{
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
-	       (uint32_t)b[2] << 8 | b[3];
-}
-
 static void pwrite_all(const char *f, const void *b, size_t n, uint64_t off)
 {
 	int fd = open(f, O_WRONLY);
@@ -71,16 +52,16 @@ static size_t entry(unsigned char *e, uint64_t l1, uint32_t l1n, uint32_t extra,
 	size_t idl = strlen(id), nl = strlen(name);
 
 	memset(e, 0, 40 + extra);
-	put64(e, l1);
-	put32(e + 8, l1n);
+	td_be_put64(e, l1);
+	td_be_put32(e + 8, l1n);
 	e[12] = idl >> 8;
 	e[13] = idl & 0xff;
 	e[14] = nl >> 8;
 	e[15] = nl & 0xff;
-	put32(e + 16, 1700000000);
-	put32(e + 36, extra);
+	td_be_put32(e + 16, 1700000000);
+	td_be_put32(e + 36, extra);
 	if (extra >= 16)
-		put64(e + 48, disk);
+		td_be_put64(e + 48, disk);
 	memcpy(e + 40 + extra, id, idl);
 	memcpy(e + 40 + extra + idl, name, nl);
 	return (40 + extra + idl + nl + 7) & ~7ull;
@@ -91,8 +72,8 @@ static void set_table(const char *f, uint32_t n, uint64_t t)
 {
 	unsigned char b[12];
 
-	put32(b, n);
-	put64(b + 4, t);
+	td_be_put32(b, n);
+	td_be_put64(b + 4, t);
 	pwrite_all(f, b, sizeof(b), 60);
 }
 
@@ -119,8 +100,8 @@ static int make_snapshotted(const char *f, const struct td_create_opts *o)
 	fd = open(f, O_RDWR);
 	if (fd < 0 || pread(fd, h, sizeof(h), 0) != sizeof(h))
 		return -EIO;
-	l1_size = get32(h + 36);
-	l1_off = (uint64_t)get32(h + 40) << 32 | get32(h + 44);
+	l1_size = td_be_get32(h + 36);
+	l1_off = (uint64_t)td_be_get32(h + 40) << 32 | td_be_get32(h + 44);
 	/* the snapshot's L1 table, then the table, past the end */
 	snap_l1 = ((uint64_t)lseek(fd, 0, SEEK_END) + CS - 1) / CS * CS;
 	table = snap_l1 + CS;
@@ -271,7 +252,7 @@ static void test_malformed(void)
 	is(list_err(bad), -EINVAL, "listing entries beyond the end refused");
 
 	n = entry(e, snap_l1, l1_size, 16, DISK, "1", "s1");
-	put32(e + 36, 2000);
+	td_be_put32(e + 36, 2000);
 	refused(e, n, "2000 bytes of extra data");
 	n = entry(e, snap_l1, l1_size, 16, DISK, "1", "s1");
 	e[14] = e[15] = 0xff;
@@ -313,11 +294,11 @@ static void test_malformed(void)
 	memset(big, 'a', n);
 	for (i = 0; i < n / one; i++) {
 		memset(big + i * one, 0, 40 + 1024);
-		put64(big + i * one, snap_l1);
-		put32(big + i * one + 8, l1_size);
+		td_be_put64(big + i * one, snap_l1);
+		td_be_put32(big + i * one + 8, l1_size);
 		big[i * one + 12] = big[i * one + 14] = 0xff;
 		big[i * one + 13] = big[i * one + 15] = 0xff;
-		put32(big + i * one + 36, 1024);
+		td_be_put32(big + i * one + 36, 1024);
 	}
 	copy_good();
 	pwrite_all(bad, big, n, table);

@@ -44,9 +44,9 @@ static void test_addr(void)
 
 static void opt_hdr(uint8_t *b, uint64_t magic, uint32_t opt, uint32_t len)
 {
-	nbd_put64(b, magic);
-	nbd_put32(b + 8, opt);
-	nbd_put32(b + 12, len);
+	td_be_put64(b, magic);
+	td_be_put32(b + 8, opt);
+	td_be_put32(b + 12, len);
 }
 
 static void test_opt_hdr(void)
@@ -72,12 +72,12 @@ static uint32_t info_req(uint8_t *b, const char *name, uint32_t name_len,
 {
 	uint32_t off = 4 + name_len, i;
 
-	nbd_put32(b, name_len);
+	td_be_put32(b, name_len);
 	memcpy(b + 4, name, strlen(name));
-	nbd_put16(b + off, n);
+	td_be_put16(b + off, n);
 	off += 2;
 	for (i = 0; i < n; i++, off += 2)
-		nbd_put16(b + off, reqs[i]);
+		td_be_put16(b + off, reqs[i]);
 	return off;
 }
 
@@ -111,13 +111,13 @@ static uint32_t meta_req(uint8_t *b, const char *name, const char **q,
 {
 	uint32_t off, i;
 
-	nbd_put32(b, (uint32_t)strlen(name));
+	td_be_put32(b, (uint32_t)strlen(name));
 	memcpy(b + 4, name, strlen(name));
 	off = 4 + (uint32_t)strlen(name);
-	nbd_put32(b + off, n);
+	td_be_put32(b + off, n);
 	off += 4;
 	for (i = 0; i < n; i++) {
-		nbd_put32(b + off, (uint32_t)strlen(q[i]));
+		td_be_put32(b + off, (uint32_t)strlen(q[i]));
 		memcpy(b + off + 4, q[i], strlen(q[i]));
 		off += 4 + (uint32_t)strlen(q[i]);
 	}
@@ -149,22 +149,22 @@ static void test_meta_req(void)
 	len = meta_req(b, "disk", q1, 2);
 	is(nbd_parse_meta_req(b, len - 1, &r), -EINVAL, "truncated query");
 	is(nbd_parse_meta_req(b, len + 1, &r), -EINVAL, "trailing byte");
-	nbd_put32(b + 8, 3);
+	td_be_put32(b + 8, 3);
 	is(nbd_parse_meta_req(b, len, &r), -EINVAL, "query count too high");
 	is(nbd_parse_meta_req(b, 7, &r), -EINVAL, "shorter than 8 bytes");
-	nbd_put32(b, 0xffffffffu);
+	td_be_put32(b, 0xffffffffu);
 	is(nbd_parse_meta_req(b, len, &r), -EINVAL, "huge name length");
 }
 
 static void req(uint8_t *b, uint32_t magic, uint16_t flags, uint16_t type,
 		uint64_t cookie, uint64_t offset, uint32_t len)
 {
-	nbd_put32(b, magic);
-	nbd_put16(b + 4, flags);
-	nbd_put16(b + 6, type);
-	nbd_put64(b + 8, cookie);
-	nbd_put64(b + 16, offset);
-	nbd_put32(b + 24, len);
+	td_be_put32(b, magic);
+	td_be_put16(b + 4, flags);
+	td_be_put16(b + 6, type);
+	td_be_put64(b + 8, cookie);
+	td_be_put64(b + 16, offset);
+	td_be_put32(b + 24, len);
 }
 
 static int check(uint16_t flags, uint16_t type, uint64_t offset, uint32_t len,
@@ -296,13 +296,13 @@ static void test_encode(void)
 	ok(!memcmp(b, err_chunk, sizeof(err_chunk)), "error chunk");
 	nbd_enc_chunk_hdr(b, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
 			  1, 12);
-	ok(nbd_get32(b) == NBD_STRUCTURED_REPLY_MAGIC &&
-		   nbd_get16(b + 4) == 1 && nbd_get16(b + 6) == 5 &&
-		   nbd_get64(b + 8) == 1 && nbd_get32(b + 16) == 12,
+	ok(td_be_get32(b) == NBD_STRUCTURED_REPLY_MAGIC &&
+		   td_be_get16(b + 4) == 1 && td_be_get16(b + 6) == 5 &&
+		   td_be_get64(b + 8) == 1 && td_be_get32(b + 16) == 12,
 	   "block status chunk header");
 	nbd_enc_opt_reply(b, NBD_OPT_GO, NBD_REP_ERR_UNKNOWN, 3);
-	ok(nbd_get64(b) == NBD_REP_MAGIC && nbd_get32(b + 8) == NBD_OPT_GO &&
-		   nbd_get32(b + 12) == 0x80000006u && nbd_get32(b + 16) == 3,
+	ok(td_be_get64(b) == NBD_REP_MAGIC && td_be_get32(b + 8) == NBD_OPT_GO &&
+		   td_be_get32(b + 12) == 0x80000006u && td_be_get32(b + 16) == 3,
 	   "option reply header");
 	ok(!strcmp(nbd_opt_name(NBD_OPT_GO), "GO") &&
 		   !strcmp(nbd_opt_name(4), "unknown") &&

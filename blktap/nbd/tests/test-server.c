@@ -127,9 +127,9 @@ static bool send_opt(int fd, uint32_t opt, const void *data, uint32_t len)
 {
 	uint8_t h[NBD_OPT_HDR_LEN];
 
-	nbd_put64(h, NBD_OPTS_MAGIC);
-	nbd_put32(h + 8, opt);
-	nbd_put32(h + 12, len);
+	td_be_put64(h, NBD_OPTS_MAGIC);
+	td_be_put32(h + 8, opt);
+	td_be_put32(h + 12, len);
 	return cl_send(fd, h, sizeof(h)) && (!len || cl_send(fd, data, len));
 }
 
@@ -139,15 +139,15 @@ static uint32_t recv_opt_reply(int fd, uint32_t opt, void *data, size_t cap,
 {
 	uint8_t h[NBD_OPT_REPLY_HDR_LEN], junk[4096];
 
-	if (cl_recv(fd, h, sizeof(h)) != 1 || nbd_get64(h) != NBD_REP_MAGIC ||
-	    nbd_get32(h + 8) != opt)
+	if (cl_recv(fd, h, sizeof(h)) != 1 || td_be_get64(h) != NBD_REP_MAGIC ||
+	    td_be_get32(h + 8) != opt)
 		return 0;
-	*len = nbd_get32(h + 16);
+	*len = td_be_get32(h + 16);
 	if (*len > cap || *len > sizeof(junk))
 		return 0;
 	if (*len && cl_recv(fd, data ? data : junk, *len) != 1)
 		return 0;
-	return nbd_get32(h + 12);
+	return td_be_get32(h + 12);
 }
 
 static int cl_greet(uint32_t flags)
@@ -156,12 +156,12 @@ static int cl_greet(uint32_t flags)
 	int fd = cl_connect();
 
 	if (fd < 0 || cl_recv(fd, g, sizeof(g)) != 1 ||
-	    nbd_get64(g) != NBD_MAGIC || nbd_get64(g + 8) != NBD_OPTS_MAGIC) {
+	    td_be_get64(g) != NBD_MAGIC || td_be_get64(g + 8) != NBD_OPTS_MAGIC) {
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
-	nbd_put32(f, flags);
+	td_be_put32(f, flags);
 	cl_send(fd, f, 4);
 	return fd;
 }
@@ -171,9 +171,9 @@ static bool go(int fd, const char *name, uint32_t *reply)
 	uint8_t b[64], r[256];
 	uint32_t n = (uint32_t)strlen(name), len, type;
 
-	nbd_put32(b, n);
+	td_be_put32(b, n);
 	memcpy(b + 4, name, n);
-	nbd_put16(b + 4 + n, 0);
+	td_be_put16(b + 4 + n, 0);
 	if (!send_opt(fd, NBD_OPT_GO, b, 6 + n))
 		return false;
 	while ((type = recv_opt_reply(fd, NBD_OPT_GO, r, sizeof(r), &len)) ==
@@ -198,16 +198,16 @@ static int cl_open(void)
 	    NBD_REP_ACK)
 		goto fail;
 	len = (uint32_t)strlen(export);
-	nbd_put32(b, len);
+	td_be_put32(b, len);
 	memcpy(b + 4, export, len);
-	nbd_put32(b + 4 + len, 1);
-	nbd_put32(b + 8 + len, (uint32_t)strlen(q));
+	td_be_put32(b + 4 + len, 1);
+	td_be_put32(b + 8 + len, (uint32_t)strlen(q));
 	memcpy(b + 12 + len, q, strlen(q));
 	send_opt(fd, NBD_OPT_SET_META_CONTEXT, b,
 		 12 + len + (uint32_t)strlen(q));
 	if (recv_opt_reply(fd, NBD_OPT_SET_META_CONTEXT, r, sizeof(r), &len) !=
 		    NBD_REP_META_CONTEXT ||
-	    nbd_get32(r) != NBD_META_ID_ALLOCATION ||
+	    td_be_get32(r) != NBD_META_ID_ALLOCATION ||
 	    recv_opt_reply(fd, NBD_OPT_SET_META_CONTEXT, r, 0, &len) !=
 		    NBD_REP_ACK)
 		goto fail;
@@ -224,12 +224,12 @@ static bool send_req(int fd, uint16_t flags, uint16_t type, uint64_t cookie,
 {
 	uint8_t b[NBD_REQ_HDR_LEN];
 
-	nbd_put32(b, NBD_REQUEST_MAGIC);
-	nbd_put16(b + 4, flags);
-	nbd_put16(b + 6, type);
-	nbd_put64(b + 8, cookie);
-	nbd_put64(b + 16, offset);
-	nbd_put32(b + 24, len);
+	td_be_put32(b, NBD_REQUEST_MAGIC);
+	td_be_put16(b + 4, flags);
+	td_be_put16(b + 6, type);
+	td_be_put64(b + 8, cookie);
+	td_be_put64(b + 16, offset);
+	td_be_put32(b + 24, len);
 	return cl_send(fd, b, sizeof(b));
 }
 
@@ -239,10 +239,10 @@ static long recv_simple(int fd, uint64_t cookie)
 	uint8_t b[NBD_SIMPLE_REPLY_LEN];
 
 	if (cl_recv(fd, b, sizeof(b)) != 1 ||
-	    nbd_get32(b) != NBD_SIMPLE_REPLY_MAGIC ||
-	    nbd_get64(b + 8) != cookie)
+	    td_be_get32(b) != NBD_SIMPLE_REPLY_MAGIC ||
+	    td_be_get64(b + 8) != cookie)
 		return -1;
-	return nbd_get32(b + 4);
+	return td_be_get32(b + 4);
 }
 
 /*
@@ -255,13 +255,13 @@ static long recv_chunk(int fd, uint64_t cookie, void *data, size_t cap,
 	uint8_t h[NBD_CHUNK_HDR_LEN];
 
 	if (cl_recv(fd, h, sizeof(h)) != 1 ||
-	    nbd_get32(h) != NBD_STRUCTURED_REPLY_MAGIC ||
-	    nbd_get64(h + 8) != cookie || !(nbd_get16(h + 4) & 1))
+	    td_be_get32(h) != NBD_STRUCTURED_REPLY_MAGIC ||
+	    td_be_get64(h + 8) != cookie || !(td_be_get16(h + 4) & 1))
 		return -1;
-	*len = nbd_get32(h + 16);
+	*len = td_be_get32(h + 16);
 	if (*len > cap || (*len && cl_recv(fd, data, *len) != 1))
 		return -1;
-	return nbd_get16(h + 6);
+	return td_be_get16(h + 6);
 }
 
 static long read_at(int fd, uint64_t cookie, uint64_t off, void *buf,
@@ -274,13 +274,13 @@ static long read_at(int fd, uint64_t cookie, uint64_t off, void *buf,
 	send_req(fd, 0, NBD_CMD_READ, cookie, off, len);
 	type = recv_chunk(fd, cookie, tmp, len + 8, &got);
 	if (type == NBD_REPLY_TYPE_OFFSET_DATA &&
-	    (got != len + 8 || nbd_get64(tmp) != off))
+	    (got != len + 8 || td_be_get64(tmp) != off))
 		type = -1;
 	else if (type == NBD_REPLY_TYPE_OFFSET_DATA)
 		memcpy(buf, tmp + 8, len);
 	else if (type == NBD_REPLY_TYPE_OFFSET_HOLE &&
-		 (got != 12 || nbd_get64(tmp) != off ||
-		  nbd_get32(tmp + 8) != len))
+		 (got != 12 || td_be_get64(tmp) != off ||
+		  td_be_get32(tmp + 8) != len))
 		type = -1;
 	else if (type == NBD_REPLY_TYPE_OFFSET_HOLE) {
 		/* zeroes come as one hole: the content is all there */
@@ -288,7 +288,7 @@ static long read_at(int fd, uint64_t cookie, uint64_t off, void *buf,
 		type = NBD_REPLY_TYPE_OFFSET_DATA;
 	}
 	else if (type == NBD_REPLY_TYPE_ERROR)
-		type = -(long)nbd_get32(tmp);
+		type = -(long)td_be_get32(tmp);
 	free(tmp);
 	return type;
 }
@@ -328,13 +328,13 @@ static void test_commands(struct nbd_server *srv)
 	send_req(fd, 0, NBD_CMD_BLOCK_STATUS, 10, 0, DISK_SIZE);
 	t = recv_chunk(fd, 10, st, sizeof(st), &len);
 	ok(t == NBD_REPLY_TYPE_BLOCK_STATUS && len >= 12 && len % 8 == 4 &&
-		   nbd_get32(st) == NBD_META_ID_ALLOCATION,
+		   td_be_get32(st) == NBD_META_ID_ALLOCATION,
 	   "block status chunk with our context id");
 	send_req(fd, NBD_CMD_FLAG_REQ_ONE, NBD_CMD_BLOCK_STATUS, 11, 65536,
 		 4096);
 	t = recv_chunk(fd, 11, st, sizeof(st), &len);
 	ok(t == NBD_REPLY_TYPE_BLOCK_STATUS && len == 12 &&
-		   nbd_get32(st + 4) == 4096,
+		   td_be_get32(st + 4) == 4096,
 	   "REQ_ONE: one extent, no longer than asked");
 	send_req(fd, 0, 9, 12, 0, 0);
 	is(recv_simple(fd, 12), NBD_EINVAL, "unknown command: EINVAL");
@@ -376,12 +376,12 @@ static void test_big_and_pipelined(struct nbd_server *srv)
 	for (i = 0; i < 300; i++) {
 		uint8_t *b = reqs + i * NBD_REQ_HDR_LEN;
 
-		nbd_put32(b, NBD_REQUEST_MAGIC);
-		nbd_put16(b + 4, 0);
-		nbd_put16(b + 6, NBD_CMD_READ);
-		nbd_put64(b + 8, 1000 + i);
-		nbd_put64(b + 16, 4096 * i);
-		nbd_put32(b + 24, 4096);
+		td_be_put32(b, NBD_REQUEST_MAGIC);
+		td_be_put16(b + 4, 0);
+		td_be_put16(b + 6, NBD_CMD_READ);
+		td_be_put64(b + 8, 1000 + i);
+		td_be_put64(b + 16, 4096 * i);
+		td_be_put32(b + 24, 4096);
 	}
 	cl_send(fd, reqs, 300 * NBD_REQ_HDR_LEN);
 	for (i = 0; i < 300 && all; i++) {
@@ -390,11 +390,11 @@ static void test_big_and_pipelined(struct nbd_server *srv)
 
 		/* the unwritten first block is a hole chunk */
 		all = cl_recv(fd, h, sizeof(h)) == 1 &&
-		      (nbd_get32(h + 16) == 4096 + 8 ||
-		       (nbd_get32(h + 16) == 12 &&
-			nbd_get16(h + 6) == NBD_REPLY_TYPE_OFFSET_HOLE)) &&
-		      cl_recv(fd, r, nbd_get32(h + 16)) == 1;
-		c = nbd_get64(h + 8);
+		      (td_be_get32(h + 16) == 4096 + 8 ||
+		       (td_be_get32(h + 16) == 12 &&
+			td_be_get16(h + 6) == NBD_REPLY_TYPE_OFFSET_HOLE)) &&
+		      cl_recv(fd, r, td_be_get32(h + 16)) == 1;
+		c = td_be_get64(h + 8);
 		if (all && c >= 1000 && c < 1300 && !seen[c - 1000])
 			seen[c - 1000] = true;
 		else
@@ -408,7 +408,7 @@ static void test_big_and_pipelined(struct nbd_server *srv)
 		uint8_t h[NBD_CHUNK_HDR_LEN];
 
 		all = cl_recv(fd, h, sizeof(h)) == 1 &&
-		      nbd_get32(h + 16) == DISK_SIZE + 8 &&
+		      td_be_get32(h + 16) == DISK_SIZE + 8 &&
 		      cl_recv(fd, whole, DISK_SIZE + 8) == 1;
 	}
 	ok(all, "five 16 MiB reads pipelined, all answered");
@@ -434,7 +434,7 @@ static void test_options(struct nbd_server *srv)
 	   NBD_REP_ERR_UNSUP, "STARTTLS: ERR_UNSUP");
 	send_opt(fd, NBD_OPT_LIST, NULL, 0);
 	type = recv_opt_reply(fd, NBD_OPT_LIST, r, sizeof(r), &len);
-	ok(type == NBD_REP_SERVER && len >= 4 + 4 && nbd_get32(r) == 4 &&
+	ok(type == NBD_REP_SERVER && len >= 4 + 4 && td_be_get32(r) == 4 &&
 		   !memcmp(r + 4, "disk", 4) && !memcmp(r + 8, "test", 4),
 	   "LIST: our export and its description");
 	is(recv_opt_reply(fd, NBD_OPT_LIST, r, sizeof(r), &len), NBD_REP_ACK,
@@ -442,25 +442,25 @@ static void test_options(struct nbd_server *srv)
 	send_opt(fd, NBD_OPT_LIST, "x", 1);
 	is(recv_opt_reply(fd, NBD_OPT_LIST, r, sizeof(r), &len),
 	   NBD_REP_ERR_INVALID, "LIST with data: ERR_INVALID");
-	nbd_put32(b, 0);
-	nbd_put32(b + 4, 0);
+	td_be_put32(b, 0);
+	td_be_put32(b + 4, 0);
 	send_opt(fd, NBD_OPT_SET_META_CONTEXT, b, 8);
 	is(recv_opt_reply(fd, NBD_OPT_SET_META_CONTEXT, r, sizeof(r), &len),
 	   NBD_REP_ERR_INVALID, "SET_META_CONTEXT before structured replies");
 	send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	recv_opt_reply(fd, NBD_OPT_STRUCTURED_REPLY, r, 0, &len);
-	nbd_put32(b, 4);
+	td_be_put32(b, 4);
 	memcpy(b + 4, "nope", 4);
-	nbd_put32(b + 8, 1);
-	nbd_put32(b + 12, 5);
+	td_be_put32(b + 8, 1);
+	td_be_put32(b + 12, 5);
 	memcpy(b + 16, "base:", 5);
 	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 21);
 	is(recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r), &len),
 	   NBD_REP_ERR_UNKNOWN, "LIST_META_CONTEXT of another export");
-	nbd_put32(b, 4);
+	td_be_put32(b, 4);
 	memcpy(b + 4, "disk", 4);
-	nbd_put32(b + 8, 1);
-	nbd_put32(b + 12, 5);
+	td_be_put32(b + 8, 1);
+	td_be_put32(b + 12, 5);
 	memcpy(b + 16, "base:", 5);
 	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 21);
 	type = recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r),
@@ -473,14 +473,14 @@ static void test_options(struct nbd_server *srv)
 	send_opt(fd, NBD_OPT_LIST_META_CONTEXT, b, 20);
 	is(recv_opt_reply(fd, NBD_OPT_LIST_META_CONTEXT, r, sizeof(r), &len),
 	   NBD_REP_ERR_INVALID, "truncated query: ERR_INVALID");
-	nbd_put32(b, 0);
+	td_be_put32(b, 0);
 	send_opt(fd, NBD_OPT_GO, b, 5);
 	is(recv_opt_reply(fd, NBD_OPT_GO, r, sizeof(r), &len),
 	   NBD_REP_ERR_INVALID, "malformed GO: ERR_INVALID");
 	ok(go(fd, "nope", &type) && type == NBD_REP_ERR_UNKNOWN,
 	   "GO for another export: ERR_UNKNOWN");
-	nbd_put32(b, 0);
-	nbd_put16(b + 4, 0);
+	td_be_put32(b, 0);
+	td_be_put16(b + 4, 0);
 	send_opt(fd, NBD_OPT_INFO, b, 6);
 	while ((type = recv_opt_reply(fd, NBD_OPT_INFO, r, sizeof(r), &len)) ==
 	       NBD_REP_INFO)
@@ -494,9 +494,9 @@ static void test_options(struct nbd_server *srv)
 
 	fd = cl_greet(NBD_FLAG_C_FIXED_NEWSTYLE);
 	send_opt(fd, NBD_OPT_EXPORT_NAME, "disk", 4);
-	ok(cl_recv(fd, r, 10 + 124) == 1 && nbd_get64(r) == DISK_SIZE &&
-		   (nbd_get16(r + 8) & NBD_FLAG_HAS_FLAGS) &&
-		   !(nbd_get16(r + 8) & NBD_FLAG_SEND_DF),
+	ok(cl_recv(fd, r, 10 + 124) == 1 && td_be_get64(r) == DISK_SIZE &&
+		   (td_be_get16(r + 8) & NBD_FLAG_HAS_FLAGS) &&
+		   !(td_be_get16(r + 8) & NBD_FLAG_SEND_DF),
 	   "EXPORT_NAME: size, flags, 124 zeroes, no DF without structured");
 	send_req(fd, 0, NBD_CMD_READ, 1, 0, 256);
 	ok(recv_simple(fd, 1) == 0 && cl_recv(fd, r, 256) == 1,
@@ -525,20 +525,20 @@ static void test_malformed(struct nbd_server *srv)
 	close(fd);
 	fd = cl_greet(NBD_FLAG_C_FIXED_NEWSTYLE);
 	send_opt(fd, NBD_OPT_GO, NULL, 0);
-	nbd_put64(b, NBD_MAGIC);
+	td_be_put64(b, NBD_MAGIC);
 	cl_send(fd, b, NBD_OPT_HDR_LEN);
 	ok(cl_closed(fd), "bad option magic: closed");
 	close(fd);
 	fd = cl_greet(NBD_FLAG_C_FIXED_NEWSTYLE);
-	nbd_put64(b, NBD_OPTS_MAGIC);
-	nbd_put32(b + 8, NBD_OPT_LIST);
-	nbd_put32(b + 12, 1u << 20);
+	td_be_put64(b, NBD_OPTS_MAGIC);
+	td_be_put32(b + 8, NBD_OPT_LIST);
+	td_be_put32(b + 12, 1u << 20);
 	cl_send(fd, b, NBD_OPT_HDR_LEN);
 	ok(cl_closed(fd), "1 MiB option: closed");
 	close(fd);
 
 	fd = cl_open();
-	nbd_put32(b, 0xdeadbeef);
+	td_be_put32(b, 0xdeadbeef);
 	cl_send(fd, b, NBD_REQ_HDR_LEN);
 	ok(cl_closed(fd), "bad request magic: closed");
 	close(fd);
