@@ -221,27 +221,6 @@ static void alloc_source(struct qcow2_op *op, uint64_t a, uint64_t b)
 	}
 }
 
-/*
- * Nothing of the old cluster to keep around the new bytes (a fresh cluster,
- * or a whole one): they go to the file straight from the request, with no
- * copy through a bounce buffer.
- */
-static void alloc_write_direct(struct qcow2_op *op, uint64_t in, uint64_t n)
-{
-	struct iovec small[4], *iov;
-	int cnt;
-
-	qcow2_data_iov(op, op->pos, n, &iov, &cnt, small);
-	if (cnt < 0) {
-		qcow2_write_fail(op, cnt);
-		return;
-	}
-	op->io_done = alloc_written;
-	qcow2_data_io(op, true, op->new_host + in, iov, cnt, 0);
-	if (iov != small)
-		free(iov);
-}
-
 static void alloc_fill(struct qcow2_op *op)
 {
 	struct qcow2_priv *p = op->img->priv;
@@ -267,8 +246,13 @@ static void alloc_fill(struct qcow2_op *op)
 		op->w0 = in;
 		op->w1 = in + n;
 	}
+	/*
+	 * nothing of the old cluster to keep around the new bytes: they go
+	 * to the file straight from the request, not through a bounce copy
+	 */
 	if (op->w0 == in && op->w1 == in + n) {
-		alloc_write_direct(op, in, n);
+		qcow2_write_data(op, op->pos, n, op->new_host + in,
+				 alloc_written);
 		return;
 	}
 	op->buf_len = op->w1 - op->w0;
@@ -419,7 +403,8 @@ void qcow2_alloc_cluster(struct qcow2_op *op)
 	inflight_add(op);
 	qcow2_unlock(op);
 	if (op->nclust > 1) {
-		alloc_write_direct(op, 0, op->nclust << p->cluster_bits);
+		qcow2_write_data(op, op->pos, op->nclust << p->cluster_bits,
+				 op->new_host, alloc_written);
 		return;
 	}
 	alloc_fill(op);

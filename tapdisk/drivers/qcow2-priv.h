@@ -327,11 +327,11 @@ void qcow2_seg_finish(struct qcow2_op *op, int err);
 void qcow2_lock(struct qcow2_op *op, void (*step)(struct qcow2_op *op));
 void qcow2_unlock(struct qcow2_op *op);
 /*
- * The bytes [off, off + n) of op's write as an iovec: a slice of the
- * request's (small[4] or allocated: free it if not small), or zeroes.
+ * Write the bytes [off, off + n) of op's write (the request's data, or
+ * zeroes) to host in the data file; done runs when they are written.
  */
-void qcow2_data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
-		    struct iovec **iov, int *cnt, struct iovec *small);
+void qcow2_write_data(struct qcow2_op *op, uint64_t off, uint64_t n,
+		      uint64_t host, void (*done)(struct qcow2_op *op));
 int qcow2_iov_slice(const struct iovec *iov, int cnt, uint64_t off,
 		    uint64_t len, struct iovec **out, struct iovec *small,
 		    int nsmall);

@@ -30,8 +30,8 @@ static bool in_place(const struct qcow2_priv *p, uint64_t entry,
 	return !(p->h.version >= 3 && (entry & QCOW2_OFLAG_ZERO));
 }
 
-void qcow2_data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
-		    struct iovec **iov, int *cnt, struct iovec *small)
+static void data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
+		     struct iovec **iov, int *cnt, struct iovec *small)
 {
 	struct qcow2_priv *p = op->img->priv;
 
@@ -44,6 +44,23 @@ void qcow2_data_iov(struct qcow2_op *op, uint64_t off, uint64_t n,
 	}
 	*cnt = qcow2_iov_slice(op->req->iov, op->req->iovcnt,
 			       off - op->req->offset, n, iov, small, 4);
+}
+
+void qcow2_write_data(struct qcow2_op *op, uint64_t off, uint64_t n,
+		      uint64_t host, void (*done)(struct qcow2_op *op))
+{
+	struct iovec small[4], *iov;
+	int cnt;
+
+	data_iov(op, off, n, &iov, &cnt, small);
+	if (cnt < 0) {
+		qcow2_write_fail(op, cnt);
+		return;
+	}
+	op->io_done = done;
+	qcow2_data_io(op, true, host, iov, cnt, 0);
+	if (iov != small)
+		free(iov);
 }
 
 static void flush_locked(struct qcow2_op *op);
@@ -213,22 +230,12 @@ void qcow2_write_step(struct qcow2_op *op)
 		entry = qcow2_l2_entry(p, e->buf, idx);
 		bitmap = qcow2_l2_bitmap(p, e->buf, idx);
 		if (in_place(p, entry, bitmap, in, n)) {
-			struct iovec small[4], *iov;
-			int cnt;
-
-			qcow2_data_iov(op, op->pos, n, &iov, &cnt, small);
-			if (cnt < 0) {
-				qcow2_write_fail(op, cnt);
-				return;
-			}
-			op->io_done = write_piece_done;
 			op->pos += n;
 			/* allocated data needs no lock: let the others on */
 			qcow2_unlock(op);
-			qcow2_data_io(op, true, (entry & QCOW2_OFFSET_MASK) + in,
-				      iov, cnt, 0);
-			if (iov != small)
-				free(iov);
+			qcow2_write_data(op, op->pos - n, n,
+					 (entry & QCOW2_OFFSET_MASK) + in,
+					 write_piece_done);
 			return;
 		}
 		op->old_entry = entry;
