@@ -129,11 +129,9 @@ void td_vbd_drain(struct td_vbd *vbd, td_loop_fn fn, void *data)
 void vbd_finish(struct td_vbd *vbd, struct td_request *req, int err)
 {
 	if (!(req->vbd_flags & VBD_CHILD))
+		/* the bytes a request moves or changes: a query moves none */
 		td_stats_account(&vbd->stats, req->op,
-				 req->op == TD_OP_READ ||
-						 req->op == TD_OP_WRITE ?
-					 req->len :
-					 0,
+				 req->op == TD_OP_BLOCK_STATUS ? 0 : req->len,
 				 td_now_ns() - req->t_start, err);
 	vbd->active--;
 	req->done(req, err);

@@ -225,6 +225,29 @@ static void test_inflight_limit(void)
 	td_vbd_free(vbd);
 }
 
+/* Discards and zeroes count the bytes they cover; a block status query none. */
+static void test_range_bytes(void)
+{
+	struct td_vbd *vbd = new_vbd(1, 0, 8);
+	struct td_request r[3];
+	struct done d[3];
+
+	prep(&r[0], TD_OP_DISCARD, 0, 4096, NULL, NULL, &d[0]);
+	prep(&r[1], TD_OP_WRITE_ZEROES, 4096, 8192, NULL, NULL, &d[1]);
+	prep(&r[2], TD_OP_BLOCK_STATUS, 0, DISK_SIZE, NULL, NULL, &d[2]);
+	td_vbd_submit(vbd, &r[0]);
+	td_vbd_submit(vbd, &r[1]);
+	td_vbd_submit(vbd, &r[2]);
+	release_all();
+	is(td_vbd_stats(vbd)->op[TD_OP_DISCARD].bytes, 4096,
+	   "discard bytes counted");
+	is(td_vbd_stats(vbd)->op[TD_OP_WRITE_ZEROES].bytes, 8192,
+	   "write_zeroes bytes counted");
+	is(td_vbd_stats(vbd)->op[TD_OP_BLOCK_STATUS].bytes, 0,
+	   "block status moves no bytes");
+	td_vbd_free(vbd);
+}
+
 /* The Xen ring's counters are in the stats reply once a guest connected. */
 static void test_stats_json(void)
 {
@@ -398,6 +421,7 @@ int main(void)
 	test_flush_order();
 	test_inflight_limit();
 	test_stats_json();
+	test_range_bytes();
 	test_unaligned();
 	test_pause_resume();
 	td_loop_free(loop);
