@@ -71,6 +71,7 @@ struct tapdisk {
 	int sigfd;
 	int servers_open;
 	bool stopping;
+	bool signalled; /* a SIGTERM/SIGINT came: a second one exits now */
 	int exit_code;
 	struct td_request flush_req;
 	int ready_fd;
@@ -355,13 +356,19 @@ static void td_signal(struct td_watch *w, int fd, uint32_t events, void *data)
 	struct signalfd_siginfo si;
 
 	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
-		if (td->stopping) {
+		/*
+		 * Only a second signal is impatience: a shutdown the Xen
+		 * toolstack started (device removed) is followed by
+		 * blktapctrl's SIGTERM, which must still wait for the flush.
+		 */
+		if (td->signalled) {
 			td_warn("%s again: exiting without waiting",
 				strsignal(si.ssi_signo));
 			td->exit_code = 1;
 			td_loop_stop(td->loop);
 			return;
 		}
+		td->signalled = true;
 		td_begin_shutdown(td, strsignal(si.ssi_signo));
 	}
 }

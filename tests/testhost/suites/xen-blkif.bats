@@ -25,6 +25,16 @@ teardown_file() { xen_teardown_file; }
 	[ "$(dd if="$TD_DIR/disk.raw" bs=16 skip=1 count=1 2>/dev/null)" = WRITTEN-BY-DOMU! ]
 	grep -q "new block-tap device: disk [0-9]* (aio:$TD_DIR/disk.raw)" "$CTL_LOG"
 	grep -q "the device was removed: destroying disk" "$CTL_LOG"
+	# the toolstack's removal starts the shutdown, blktapctrl's SIGTERM
+	# follows: still one clean, flushed exit, not "exiting without waiting"
+	local i
+	for i in $(seq 50); do
+		grep -q "(aio:$TD_DIR/disk.raw): tapdisk [0-9]* exited" "$CTL_LOG" &&
+			break
+		sleep 0.2
+	done
+	grep -q "(aio:$TD_DIR/disk.raw): tapdisk [0-9]* exited with status 0" "$CTL_LOG" ||
+		fail "tapdisk exit: $(grep "disk.raw" "$CTL_LOG")"
 }
 
 @test "xen-blkif: blktapctrl serves a qcow2 image to a PV domU; the image checks clean" {
