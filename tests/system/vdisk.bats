@@ -178,6 +178,31 @@ EOF
 	td_stop
 }
 
+@test "tap-img takes a pool disk by its name: info, map, convert, compare vd:ID" {
+	local img=$(dirname "$TAPDISK")/tap-img id
+	mkimg "$TD_DIR/p1" 16M
+	vd vd_format "$TD_DIR/p1" --extent-size 4M
+	id=$(vd vd_create 8)
+	td_start "vd:$id"
+	qemu-io -f raw -c "write -P 7 1M 64k" "$TD_URI" >/dev/null
+	td_stop
+	run "$img" info --json "vd:$id"
+	assert_success
+	assert_output --partial '"format":"vd"'
+	assert_output --partial '"filename":"vd:'"$id"'"'
+	"$img" convert -O qcow2 "vd:$id" "$TD_DIR/o.qcow2"
+	run "$img" compare "vd:$id" "$TD_DIR/o.qcow2"
+	assert_success
+	run qemu-io -f qcow2 -c "read -P 7 1M 64k" "$TD_DIR/o.qcow2"
+	assert_success
+	run "$img" map "vd:$id?db=$VDISK_DB"
+	assert_success
+	# a file of that very name is still a file
+	mkimg "$TD_DIR/vd:$id" 1M
+	run "$img" info --json "$TD_DIR/vd:$id"
+	assert_output --partial '"format":"raw"'
+}
+
 @test "add_vbd_to_dom vd:ID DEVNODE 0 rw: mkfs.ext4, mount, write; sharing refused; remove_vbd_from_dom" {
 	need mkfs.ext4 losetup e2fsck
 	[ -c /dev/fuse ] || skip "no /dev/fuse"

@@ -22,7 +22,11 @@ static struct json_object *info_layer(struct td_image *img)
 
 	json_object_object_add(o, "virtual-size",
 			       json_object_new_int64((int64_t)img->info.size));
-	json_object_object_add(o, "filename", json_object_new_string(img->path));
+	/* a pool or ram disk is no file: its name says which it is */
+	json_object_object_add(o, "filename",
+			       json_object_new_string(!stat(img->path, &st) ?
+							      img->path :
+							      img->name));
 	json_object_object_add(o, "format", json_object_new_string(fmt));
 	if (!stat(img->path, &st))
 		json_object_object_add(o, "actual-size",

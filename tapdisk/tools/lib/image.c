@@ -53,6 +53,22 @@ static bool tool_direct_ok(const char *path, unsigned flags)
 	return errno != EINVAL;
 }
 
+/*
+ * "vd:ID", "ram:NAME", "qcow2:/path?snapshot=s1": an image name, given
+ * whole to the driver, unless a file has that very name.
+ */
+static bool tool_is_image_name(const char *path)
+{
+	struct td_name n;
+	bool named;
+
+	if (!access(path, F_OK) || td_name_parse(path, &n))
+		return false;
+	named = n.type[0] != '\0';
+	td_name_free(&n);
+	return named;
+}
+
 struct td_syncio *tool_open(const char *path, const char *fmt, unsigned flags)
 {
 	struct td_syncio *s;
@@ -60,6 +76,12 @@ struct td_syncio *tool_open(const char *path, const char *fmt, unsigned flags)
 	char *name;
 	int rc;
 
+	if (!fmt && tool_is_image_name(path)) {
+		name = strdup(path);
+		if (!name)
+			return NULL;
+		goto have_name;
+	}
 	rc = tool_fmt_resolve(path, fmt, &type);
 	if (rc) {
 		errno = -rc;
@@ -69,6 +91,7 @@ struct td_syncio *tool_open(const char *path, const char *fmt, unsigned flags)
 		errno = ENOMEM;
 		return NULL;
 	}
+have_name:
 	if (!tool_direct_ok(path, flags))
 		flags |= TD_OPEN_BUFFERED;
 	s = td_syncio_open(name, flags);
