@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "be.h"
 #include "drivers/drivers.h"
 #include "image.h"
 #include "log.h"
@@ -116,15 +117,10 @@ void td_name_free(struct td_name *n)
 	n->path = NULL;
 }
 
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
-}
-
 static const char *probe_header(const unsigned char *h, size_t n)
 {
 	if (n >= 8 && !memcmp(h, "QFI\xfb", 4))
-		return be32(h + 4) == 1 ? "qcow" : "qcow2";
+		return td_be_get32(h + 4) == 1 ? "qcow" : "qcow2";
 	if (n >= 8 && !memcmp(h, "conectix", 8))
 		return "vhd";
 	if (n >= 4 && !memcmp(h, "KDMV", 4))
