@@ -223,7 +223,8 @@ bench-ctl: all
 	BUILD=$(BUILD) bench/blktapctrl.sh
 
 # not part of bench or check-host: it boots the test host's plain guest,
-# which runs fio on a ublk device and on a loop device (ratios)
+# which runs fio on a ublk device and on a loop device (ratios), then its
+# Xen dom0, where PV guests time dd on tapdisk's blkif and on blkback
 .PHONY: bench-host
 bench-host: all
 	BUILD=$(BUILD) tests/testhost/run bench
