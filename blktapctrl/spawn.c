@@ -420,7 +420,8 @@ void disk_start(struct disk *disk, disk_done_fn done, void *data)
 		argv[argc++] = "--fuse";
 		argv[argc++] = disk->fuse;
 	}
-	if (disk->xen) {
+	/* a Xen device of our own domain is a ublk device: no blkif ring */
+	if (disk->xen && !disk->ublk) {
 		argv[argc++] = "--xen-backend";
 		argv[argc++] = disk->xen;
 	}

@@ -16,11 +16,25 @@
  * never with the event. That is also how a restarted daemon catches up:
  * the watch fires once when set, the disks it re-adopted are found in the
  * table, and the ones whose device went away meanwhile are destroyed.
+ *
+ * A device whose frontend is our own domain ("xl block-attach 0 ...")
+ * cannot be a blkif ring to ourselves: its tapdisk serves it as a ublk
+ * block device (/dev/ublkbN), and blktapctrl plays the backend's part in
+ * xenstore. xl waits for the backend to reach InitWait before it runs the
+ * hotplug script, so once the device serves, blktapctrl records it
+ * (physical-device, physical-device-path) and writes InitWait, where the
+ * backend stays: a blkfront of this domain, if one is loaded, waits for
+ * Connected and never makes an xvd disk of its own. On detach xl writes
+ * Closing and waits for Closed: blktapctrl stops the tapdisk (which
+ * deletes the ublk device), then writes Closed, and xl removes the
+ * directory.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <xenstore.h>
 
@@ -31,12 +45,17 @@
 #define XSW_SCRIPT "block-tap"
 #define XSW_SCRIPT_VD "block-vd"
 #define XSW_PATH_MAX 256
+/* xenbus states (xen/io/xenbus.h) */
+#define XSW_INIT_WAIT "2"
+#define XSW_CLOSING 5
+#define XSW_CLOSED "6"
 
 struct xsw {
 	struct ctl_daemon *d;
 	struct xs_handle *xs;
 	struct td_watch *watch;
 	char root[XSW_PATH_MAX]; /* /local/domain/SELF/backend/vbd */
+	unsigned int self; /* our domain's id */
 };
 
 static char *xsw_read(struct xsw *x, const char *dir, const char *key)
@@ -47,6 +66,35 @@ static char *xsw_read(struct xsw *x, const char *dir, const char *key)
 	snprintf(path, sizeof(path), "%s%s%s", dir, key ? "/" : "",
 		 key ? key : "");
 	return xs_read(x->xs, XBT_NULL, path, &len);
+}
+
+/* A device at ROOT/FRONTEND-DOMID/DEVID whose frontend is our domain. */
+static bool xsw_is_local(struct xsw *x, const char *path)
+{
+	size_t len = strlen(x->root);
+	unsigned int dom;
+
+	return !strncmp(path, x->root, len) &&
+	       sscanf(path + len, "/%u/", &dom) == 1 && dom == x->self;
+}
+
+/* The backend state xl (or we) wrote; 0 when there is none. */
+static int xsw_state(struct xsw *x, const char *path)
+{
+	char *state = xsw_read(x, path, "state");
+	int n = state ? atoi(state) : 0;
+
+	free(state);
+	return n;
+}
+
+static int xsw_write(struct xsw *x, const char *dir, const char *key,
+		     const char *val)
+{
+	char path[XSW_PATH_MAX * 2];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, key);
+	return xs_write(x->xs, XBT_NULL, path, val, strlen(val)) ? 0 : -errno;
 }
 
 static struct disk *xsw_disk(struct ctl_daemon *d, const char *path)
@@ -92,9 +140,51 @@ static char *xsw_image(const char *script, const char *params)
 	return image;
 }
 
+/*
+ * A device of our own domain serves as /dev/ublkbN: record it where the
+ * toolstack and the admin look (physical-device as blkback writes it,
+ * MAJOR:MINOR in hex) and let xl go on to the hotplug script. The state
+ * goes last: xl acts on it.
+ */
+static int xsw_local_ready(struct xsw *x, struct disk *disk)
+{
+	char dev[32], num[32];
+	struct stat st;
+	int rc;
+
+	if (disk->ublk_id < 0)
+		return -ENODEV;
+	snprintf(dev, sizeof(dev), "/dev/ublkb%d", disk->ublk_id);
+	if (stat(dev, &st) < 0)
+		return -errno;
+	snprintf(num, sizeof(num), "%x:%x", major(st.st_rdev),
+		 minor(st.st_rdev));
+	rc = xsw_write(x, disk->xen, "physical-device", num);
+	if (!rc)
+		rc = xsw_write(x, disk->xen, "physical-device-path", dev);
+	if (!rc)
+		rc = xsw_write(x, disk->xen, "state", XSW_INIT_WAIT);
+	if (!rc)
+		td_info("%s: disk %d (%s) is %s in this domain", disk->xen,
+			disk->minor, disk->image, dev);
+	return rc;
+}
+
 static void xsw_created(struct disk *disk, int rc, struct json_object *reply,
 			const char *err, void *data)
 {
+	struct xsw *x = data;
+
+	if (!rc && disk->ublk) {
+		rc = xsw_local_ready(x, disk);
+		/* xl gives up waiting and removes the device: destroyed then */
+		if (rc)
+			td_err("%s: disk %d (%s): cannot hand /dev/ublkb%d to "
+			       "the toolstack: %s",
+			       disk->xen, disk->minor, disk->image,
+			       disk->ublk_id, strerror(-rc));
+		return;
+	}
 	if (!rc) {
 		td_info("%s: disk %d (%s) serves the device", disk->xen,
 			disk->minor, disk->image);
@@ -119,10 +209,17 @@ static void xsw_create(struct xsw *x, const char *path)
 {
 	char *script = xsw_read(x, path, "script"), *params = NULL;
 	char *mode = NULL, *image = NULL;
+	bool local = xsw_is_local(x, path);
 	const char *kind;
 	struct disk *disk;
 
 	if (!script)
+		goto out;
+	/*
+	 * Our own device, stopped on Closing, waits for xl to remove its
+	 * directory: not one to serve again.
+	 */
+	if (local && xsw_state(x, path) >= XSW_CLOSING)
 		goto out;
 	if (xsw_script_is(script, XSW_SCRIPT))
 		kind = XSW_SCRIPT;
@@ -162,9 +259,12 @@ static void xsw_create(struct xsw *x, const char *path)
 	/* the guest's disk is gone for good only when its device is */
 	disk->restart = DISK_RESTART_ON_FAILURE;
 	disk->state = DISK_STARTING;
-	td_info("%s: new %s device: disk %d (%s)%s", path, kind, disk->minor,
-		disk->image, disk->readonly ? ", read-only" : "");
-	disk_start(disk, xsw_created, NULL);
+	/* no ring to ourselves: this domain gets a block device */
+	disk->ublk = local;
+	td_info("%s: new %s device: disk %d (%s)%s%s", path, kind, disk->minor,
+		disk->image, disk->readonly ? ", read-only" : "",
+		local ? ", for this domain: served as a ublk device" : "");
+	disk_start(disk, xsw_created, x);
 out:
 	free(image);
 	free(mode);
@@ -179,8 +279,18 @@ static void xsw_stopped(struct disk *disk, int rc, struct json_object *reply,
 {
 	struct ctl_daemon *d = data;
 	char path[XSW_PATH_MAX];
+	bool local = disk->ublk && d->xsw;
+	int ret;
 
 	snprintf(path, sizeof(path), "%s", disk->xen);
+	/* our own device: its ublk device is gone, xl may remove it now */
+	if (local && xsw_state(d->xsw, path) >= XSW_CLOSING) {
+		ret = xsw_write(d->xsw, path, "state", XSW_CLOSED);
+		if (ret)
+			td_err("%s: disk %d (%s): cannot tell the toolstack "
+			       "the device is closed: %s",
+			       path, disk->minor, disk->image, strerror(-ret));
+	}
 	disk_forget(disk);
 	/* block-detach and block-attach again: a new device at that path */
 	if (d->xsw)
@@ -200,7 +310,16 @@ static void xsw_check(struct xsw *x, const char *path)
 			xsw_create(x, path);
 		return;
 	}
-	if (!gone || disk->op == DISK_OP_STOPPING)
+	if (disk->op == DISK_OP_STOPPING)
+		return;
+	if (!gone && disk->ublk && xsw_state(x, path) >= XSW_CLOSING) {
+		td_info("%s: the toolstack closes the device: destroying disk "
+			"%d (%s) and its /dev/ublkb%d",
+			path, disk->minor, disk->image, disk->ublk_id);
+		disk_stop(disk, xsw_stopped, x->d);
+		return;
+	}
+	if (!gone)
 		return;
 	td_info("%s: the device was removed: destroying disk %d (%s)", path,
 		disk->minor, disk->image);
@@ -288,7 +407,7 @@ void xsw_free(struct xsw *x)
 struct xsw *xsw_open(struct ctl_daemon *d)
 {
 	struct xsw *x = calloc(1, sizeof(*x));
-	unsigned int len, self = 0;
+	unsigned int len;
 	char *domid;
 	int rc;
 
@@ -301,10 +420,10 @@ struct xsw *xsw_open(struct ctl_daemon *d)
 	/* relative to our own domain: dom0, or a driver domain */
 	domid = xs_read(x->xs, XBT_NULL, "domid", &len);
 	if (domid)
-		sscanf(domid, "%u", &self);
+		sscanf(domid, "%u", &x->self);
 	free(domid);
 	snprintf(x->root, sizeof(x->root), "/local/domain/%u/backend/vbd",
-		 self);
+		 x->self);
 	if (!xs_watch(x->xs, x->root, XSW_TOKEN))
 		goto fail;
 	x->watch =
