@@ -270,8 +270,11 @@ static void alloc_fill(struct qcow2_op *op)
 	qcow2_seg_finish(op, 0);
 }
 
-/* Cap on one run: 2 MiB of 64 KiB clusters, the copy engine's requests. */
-#define ALLOC_RUN_MAX 32
+/*
+ * Cap on one run, in bytes: the copy engine's requests (2 MiB) and more go
+ * out whole, and one allocation never holds a large range for long.
+ */
+#define ALLOC_RUN_BYTES (4ull << 20)
 
 uint64_t qcow2_alloc_run(struct qcow2_op *op, const void *l2, uint64_t idx)
 {
@@ -281,8 +284,9 @@ uint64_t qcow2_alloc_run(struct qcow2_op *op, const void *l2, uint64_t idx)
 	if ((op->pos & (cs - 1)) || op->zero_src || p->data_fd != p->fd ||
 	    op->end - op->pos < cs)
 		return 1;
-	for (k = 1; k < ALLOC_RUN_MAX && op->end - op->pos >= (k + 1) * cs &&
-		    idx + k < 1ull << p->l2_bits;
+	for (k = 1;
+	     (k + 1) * cs <= ALLOC_RUN_BYTES &&
+	     op->end - op->pos >= (k + 1) * cs && idx + k < 1ull << p->l2_bits;
 	     k++) {
 		/* a later cluster with data (or compressed) keeps its path */
 		entry = qcow2_l2_entry(p, l2, idx + k);
