@@ -58,7 +58,7 @@ d0_detach() {
 }
 
 @test "xen-dom0-ublk: xl block-attach 0 serves a qcow2 image as /dev/ublkbN; block-detach removes it" {
-	local img=$TD_DIR/d0.qcow2 mnt=$BATS_FILE_TMPDIR/mnt pid i mkfs
+	local img=$TD_DIR/d0.qcow2 mnt=$BATS_FILE_TMPDIR/mnt pid i
 	qemu-img create -q -f qcow2 "$img" 64M
 	d0_attach "qcow2:$img"
 	[ "$(blockdev --getsize64 "$DEV")" -eq $((64 << 20)) ]
@@ -70,9 +70,7 @@ d0_detach() {
 	grep -q "new block-tap device: disk [0-9]* (qcow2:$img), for this domain: served as a ublk device" "$CTL_LOG"
 	grep -q "disk [0-9]* (qcow2:$img) is $DEV in this domain" "$CTL_LOG"
 
-	# e2fsprogs' mkfs.ext4 where dom0 has it, else busybox's mke2fs
-	mkfs=$(command -v mkfs.ext4 || echo mke2fs)
-	"$mkfs" -F "$DEV" >/dev/null
+	mkfs.ext4 -F "$DEV" >/dev/null
 	mkdir -p "$mnt"
 	mount -t ext4 "$DEV" "$mnt"
 	mkdir -p "$mnt/tree/a" "$mnt/tree/b"
