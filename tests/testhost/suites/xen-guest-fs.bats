@@ -34,22 +34,6 @@ pool_disk() {
 	echo "$id"
 }
 
-# fs_verify_raw RAW: e2fsck finds it clean and every file the domU listed
-# is there, with the content it had in the domU
-fs_verify_raw() {
-	local n
-	guest_files >"$TD_DIR/sums"
-	n=$(wc -l <"$TD_DIR/sums")
-	[ "$n" -ge 20 ] || fail "the domU listed $n files: $(grep -a DOMU-MARK "$CONSOLE")"
-	run e2fsck -fn "$1"
-	[ "$status" -eq 0 ] || fail "e2fsck: $output"
-	mkdir -p "$TD_DIR/mnt"
-	mount -t ext4 -o loop,ro "$1" "$TD_DIR/mnt"
-	run sh -c "cd '$TD_DIR/mnt' && sha256sum -c '$TD_DIR/sums'"
-	umount "$TD_DIR/mnt"
-	[ "$status" -eq 0 ] || fail "content differs: $output"
-}
-
 # vd_raw ID RAW: the pool disk as a raw file. Only tapdisk reads the pool,
 # so qemu-img reads it from a tapdisk's NBD export
 vd_raw() {
