@@ -514,16 +514,6 @@ static int vdisk_live(struct vdisk_db *db, int64_t id, uint64_t *size,
 	return err;
 }
 
-static int vdisk_set_size(struct vdisk_db *db, int64_t id, uint64_t size)
-{
-	char sql[96];
-
-	snprintf(sql, sizeof(sql),
-		 "UPDATE vdisks SET size = %llu WHERE id = %lld",
-		 (unsigned long long)size, (long long)id);
-	return vdisk_exec(db, sql);
-}
-
 int vdisk_enlarge(struct vdisk_db *db, int64_t id, uint64_t size,
 		  const struct vdisk_create_opts *opts)
 {
@@ -554,7 +544,7 @@ int vdisk_enlarge(struct vdisk_db *db, int64_t id, uint64_t size,
 			err = vdisk_take(db, id, nparts, size - held, &p);
 		free(p.v);
 		if (!err)
-			err = vdisk_set_size(db, id, size);
+			err = vdisk_set_field(db, id, "size", (int64_t)size);
 		if (!err)
 			err = vdisk_commit(db);
 		if (err)
@@ -583,7 +573,7 @@ int vdisk_enlarge(struct vdisk_db *db, int64_t id, uint64_t size,
 		err = vdisk_exec(db, sql);
 	}
 	if (!err)
-		err = vdisk_set_size(db, id, size);
+		err = vdisk_set_field(db, id, "size", (int64_t)size);
 	if (!err)
 		err = vdisk_commit(db);
 	if (!err)

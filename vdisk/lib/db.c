@@ -129,6 +129,17 @@ int vdisk_exec(struct vdisk_db *db, const char *sql)
 	return 0;
 }
 
+int vdisk_set_field(struct vdisk_db *db, int64_t id, const char *column,
+		    int64_t value)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql),
+		 "UPDATE vdisks SET %s = %lld WHERE id = %lld", column,
+		 (long long)value, (long long)id);
+	return vdisk_exec(db, sql);
+}
+
 int vdisk_begin(struct vdisk_db *db)
 {
 	return vdisk_exec(db, "BEGIN IMMEDIATE");

@@ -68,16 +68,6 @@ int vdisk_get_tx(struct vdisk_db *db, int64_t id, struct vdisk_info *info)
 	return err;
 }
 
-static int vdisk_set_expiry(struct vdisk_db *db, int64_t id, int64_t expires)
-{
-	char sql[96];
-
-	snprintf(sql, sizeof(sql),
-		 "UPDATE vdisks SET expires = %lld WHERE id = %lld",
-		 (long long)expires, (long long)id);
-	return vdisk_exec(db, sql);
-}
-
 enum vdisk_change { VDISK_REFRESH, VDISK_DELETE, VDISK_UNDELETE };
 
 static int vdisk_change(struct vdisk_db *db, int64_t id, enum vdisk_change what,
@@ -105,12 +95,13 @@ static int vdisk_change(struct vdisk_db *db, int64_t id, enum vdisk_change what,
 	}
 	switch (what) {
 	case VDISK_REFRESH:
-		err = vdisk_set_expiry(db, id, expiry ? now + expiry : 0);
+		err = vdisk_set_field(db, id, "expires",
+				      expiry ? now + expiry : 0);
 		break;
 	case VDISK_DELETE:
 		err = vdisk_attached(db, id);
 		if (!err)
-			err = vdisk_set_expiry(db, id, now);
+			err = vdisk_set_field(db, id, "expires", now);
 		break;
 	case VDISK_UNDELETE:
 		if (!info.expired)
@@ -122,7 +113,7 @@ static int vdisk_change(struct vdisk_db *db, int64_t id, enum vdisk_change what,
 				"VD %lld cannot be undeleted: its extents were given to another disk",
 				(long long)id);
 		else
-			err = vdisk_set_expiry(db, id, 0);
+			err = vdisk_set_field(db, id, "expires", 0);
 		break;
 	}
 	if (!err)

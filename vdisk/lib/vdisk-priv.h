@@ -27,6 +27,9 @@ int vdisk_begin(struct vdisk_db *db);
 int vdisk_commit(struct vdisk_db *db);
 void vdisk_rollback(struct vdisk_db *db);
 int vdisk_exec(struct vdisk_db *db, const char *sql);
+/* one integer column of VD id (column: a fixed name, never user input) */
+int vdisk_set_field(struct vdisk_db *db, int64_t id, const char *column,
+		    int64_t value);
 int vdisk_prepare(struct vdisk_db *db, const char *sql, sqlite3_stmt **st);
 /* one-row integer query with up to two integer parameters */
 int vdisk_query_int(struct vdisk_db *db, const char *sql, int64_t a, int64_t b,
