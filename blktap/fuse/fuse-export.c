@@ -91,34 +91,6 @@ static void fx_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	td_log((int)level, "fuse: %s", msg);
 }
 
-static struct fx_io *fx_io_get(struct fuse_export *exp, fuse_req_t freq)
-{
-	struct fx_io *io = exp->free_ios;
-
-	if (io) {
-		exp->free_ios = io->next;
-	} else {
-		io = calloc(1, sizeof(*io));
-		if (!io)
-			return NULL;
-		io->exp = exp;
-	}
-	io->freq = freq;
-	io->buf = NULL;
-	io->buf_size = 0;
-	exp->inflight++;
-	return io;
-}
-
-static int fx_io_buf(struct fx_io *io, size_t size)
-{
-	io->buf = td_buf_get(size);
-	if (!io->buf)
-		return -ENOMEM;
-	io->buf_size = size;
-	return 0;
-}
-
 static void fx_io_put(struct fx_io *io)
 {
 	struct fuse_export *exp = io->exp;
@@ -134,6 +106,37 @@ static void fx_io_put(struct fx_io *io)
 		exp->throttled = false;
 		td_watch_set_events(exp->watch, EPOLLIN);
 	}
+}
+
+/*
+ * A request's io, with a data buffer of size bytes (0: none); NULL after
+ * answering the request ENOMEM itself.
+ */
+static struct fx_io *fx_io_get(struct fuse_export *exp, fuse_req_t freq,
+			       size_t size)
+{
+	struct fx_io *io = exp->free_ios;
+
+	if (io) {
+		exp->free_ios = io->next;
+	} else {
+		io = calloc(1, sizeof(*io));
+		if (!io) {
+			fuse_reply_err(freq, ENOMEM);
+			return NULL;
+		}
+		io->exp = exp;
+	}
+	io->freq = freq;
+	io->buf = size ? td_buf_get(size) : NULL;
+	io->buf_size = io->buf ? size : 0;
+	exp->inflight++;
+	if (size && !io->buf) {
+		fx_io_put(io);
+		fuse_reply_err(freq, ENOMEM);
+		return NULL;
+	}
+	return io;
 }
 
 static void fx_io_done(struct td_request *req, int err)
@@ -294,16 +297,9 @@ static void fx_read(fuse_req_t freq, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > exp->size - (uint64_t)off)
 		size = (size_t)(exp->size - (uint64_t)off);
-	io = fx_io_get(exp, freq);
-	if (!io) {
-		fuse_reply_err(freq, ENOMEM);
+	io = fx_io_get(exp, freq, size);
+	if (!io)
 		return;
-	}
-	if (fx_io_buf(io, size)) {
-		fx_io_put(io);
-		fuse_reply_err(freq, ENOMEM);
-		return;
-	}
 	fx_submit(io, TD_OP_READ, 0, (uint64_t)off, size);
 }
 
@@ -331,17 +327,10 @@ static void fx_write(fuse_req_t freq, fuse_ino_t ino, const char *data,
 	}
 	if (size > exp->size - (uint64_t)off)
 		size = (size_t)(exp->size - (uint64_t)off);
-	io = fx_io_get(exp, freq);
-	if (!io) {
-		fuse_reply_err(freq, ENOMEM);
+	io = fx_io_get(exp, freq, size);
+	if (!io)
 		return;
-	}
 	/* the data sits in the receive buffer, which the next read reuses */
-	if (fx_io_buf(io, size)) {
-		fx_io_put(io);
-		fuse_reply_err(freq, ENOMEM);
-		return;
-	}
 	memcpy(io->buf, data, size);
 	fx_submit(io, TD_OP_WRITE, 0, (uint64_t)off, size);
 }
@@ -350,13 +339,10 @@ static void fx_fsync(fuse_req_t freq, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
 	struct fuse_export *exp = fuse_req_userdata(freq);
-	struct fx_io *io = fx_io_get(exp, freq);
+	struct fx_io *io = fx_io_get(exp, freq, 0);
 
-	if (!io) {
-		fuse_reply_err(freq, ENOMEM);
-		return;
-	}
-	fx_submit(io, TD_OP_FLUSH, 0, 0, 0);
+	if (io)
+		fx_submit(io, TD_OP_FLUSH, 0, 0, 0);
 }
 
 /*
@@ -402,11 +388,9 @@ static void fx_fallocate(fuse_req_t freq, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(freq, 0);
 		return;
 	}
-	io = fx_io_get(exp, freq);
-	if (!io) {
-		fuse_reply_err(freq, ENOMEM);
+	io = fx_io_get(exp, freq, 0);
+	if (!io)
 		return;
-	}
 	fx_submit(io, TD_OP_WRITE_ZEROES,
 		  mode & FALLOC_FL_ZERO_RANGE ? TD_REQ_NO_HOLE : 0, start,
 		  end - start);
