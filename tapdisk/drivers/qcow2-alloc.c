@@ -279,21 +279,30 @@ static void alloc_fill(struct qcow2_op *op)
 uint64_t qcow2_alloc_run(struct qcow2_op *op, const void *l2, uint64_t idx)
 {
 	struct qcow2_priv *p = op->img->priv;
-	uint64_t cs = p->cluster_size, k, entry;
+	uint64_t cs = p->cluster_size, c = op->pos >> p->cluster_bits;
+	uint64_t max, k, start;
+	struct qcow2_op *o;
 
 	if ((op->pos & (cs - 1)) || op->zero_src || p->data_fd != p->fd ||
 	    op->end - op->pos < cs)
 		return 1;
-	for (k = 1;
-	     (k + 1) * cs <= ALLOC_RUN_BYTES &&
-	     op->end - op->pos >= (k + 1) * cs && idx + k < 1ull << p->l2_bits;
-	     k++) {
-		/* a later cluster with data (or compressed) keeps its path */
-		entry = qcow2_l2_entry(p, l2, idx + k);
-		if (entry & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED) ||
-		    inflight_find(p, op->pos + k * cs))
-			break;
+	/* whole clusters of the request, in this L2 table, within the cap */
+	max = (op->end - op->pos) >> p->cluster_bits;
+	if (max > ALLOC_RUN_BYTES >> p->cluster_bits)
+		max = ALLOC_RUN_BYTES >> p->cluster_bits;
+	if (max > (1ull << p->l2_bits) - idx)
+		max = (1ull << p->l2_bits) - idx;
+	/* up to the first allocation in flight after pos (none covers pos) */
+	for (o = p->inflight; o; o = o->inext) {
+		start = o->pos >> p->cluster_bits;
+		if (start > c && start - c < max)
+			max = start - c;
 	}
+	/* a later cluster with data (or compressed) keeps its own path */
+	for (k = 1; k < max; k++)
+		if (qcow2_l2_entry(p, l2, idx + k) &
+		    (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
+			break;
 	return k;
 }
 

@@ -18,17 +18,17 @@ static struct json_object *info_layer(struct td_image *img)
 	uint64_t cluster = tool_cluster_size(img);
 	struct td_snapshot *snaps = NULL;
 	struct stat st;
+	bool file = !stat(img->path, &st);
 	int i, n = 0;
 
 	json_object_object_add(o, "virtual-size",
 			       json_object_new_int64((int64_t)img->info.size));
 	/* a pool or ram disk is no file: its name says which it is */
 	json_object_object_add(o, "filename",
-			       json_object_new_string(!stat(img->path, &st) ?
-							      img->path :
-							      img->name));
+			       json_object_new_string(file ? img->path :
+							     img->name));
 	json_object_object_add(o, "format", json_object_new_string(fmt));
-	if (!stat(img->path, &st))
+	if (file)
 		json_object_object_add(o, "actual-size",
 				       json_object_new_int64(st.st_blocks * 512));
 	if (cluster)
