@@ -16,13 +16,8 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case "${1:-}" in
--h|--help) sed -n '3,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD=$top/$BUILD ;; esac
-BENCH_DIR=${BENCH_DIR:-/var/tmp/blktap-bench}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 N=${BENCH_DISKS:-100}
 
 mkdir -p "$BENCH_DIR"

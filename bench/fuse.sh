@@ -27,19 +27,11 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$top"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 
-case "${1:-}" in
--h|--help) sed -n '3,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-"") ;;
-*) echo "bench/fuse.sh: no arguments expected (see --help)" >&2; exit 2 ;;
-esac
-
-BUILD=${BUILD:-build}
 TAPDISK=${TAPDISK:-$BUILD/tapdisk}
 case "$TAPDISK" in /*) ;; *) TAPDISK=$top/$TAPDISK ;; esac
-BENCH_DIR=${BENCH_DIR:-/var/tmp/blktap-bench}
 BENCH_SIZE=${BENCH_SIZE:-1G}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_RUNTIME=${BENCH_RUNTIME:-10}

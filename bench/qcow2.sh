@@ -26,15 +26,8 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$top"
-case "${1:-}" in
--h|--help) sed -n '3,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
-
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD=$top/$BUILD ;; esac
-BENCH_DIR=${BENCH_DIR:-/var/tmp/blktap-bench}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 BENCH_SIZE=${BENCH_SIZE:-4G}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_RUNTIME=${BENCH_RUNTIME:-10}
