@@ -50,6 +50,8 @@ static int uring_init(struct td_ioengine *io)
 		free(p);
 		return err;
 	}
+	/* saves the ring's fd lookup on every io_uring_enter() */
+	io_uring_register_ring_fd(&p->ring);
 	io->be_priv = p;
 	return 0;
 }
@@ -69,12 +71,20 @@ static void uring_prep(struct io_uring_sqe *sqe, struct td_iocb *cb)
 
 	switch (cb->op) {
 	case TD_IO_READ:
-		io_uring_prep_readv(sqe, cb->fd, cb->cur_iov, cb->cur_iovcnt,
-				    off);
+		if (cb->cur_iovcnt == 1)
+			io_uring_prep_read(sqe, cb->fd, cb->cur_iov->iov_base,
+					   cb->cur_iov->iov_len, off);
+		else
+			io_uring_prep_readv(sqe, cb->fd, cb->cur_iov,
+					    cb->cur_iovcnt, off);
 		break;
 	case TD_IO_WRITE:
-		io_uring_prep_writev(sqe, cb->fd, cb->cur_iov, cb->cur_iovcnt,
-				     off);
+		if (cb->cur_iovcnt == 1)
+			io_uring_prep_write(sqe, cb->fd, cb->cur_iov->iov_base,
+					    cb->cur_iov->iov_len, off);
+		else
+			io_uring_prep_writev(sqe, cb->fd, cb->cur_iov,
+					     cb->cur_iovcnt, off);
 		if (cb->flags & TD_IO_DSYNC)
 			sqe->rw_flags = RWF_DSYNC;
 		break;
