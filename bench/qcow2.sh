@@ -3,8 +3,10 @@
 #
 # bench/qcow2.sh: the qcow2 driver and tap-img against qemu, in one run.
 #   - 4k random read and write at QD32 through fio's nbd engine, tapdisk vs
-#     qemu-nbd (cache=none, aio=native) on the same qcow2 file: one fully
-#     allocated image (random data), one sparse (freshly created)
+#     qemu-nbd (cache=none, aio=native) on the same qcow2 file, fully
+#     allocated (random data); and on a sparse image, created afresh for
+#     each server in every round so that the writes of one run never fill
+#     the image another run reads
 #   - tap-img convert vs qemu-img convert, raw->qcow2 and qcow2->raw, of
 #     the same random raw image into a fresh file, each timed with the sync
 #     after it (qemu-img's default output is the page cache, unflushed;
@@ -56,7 +58,6 @@ fio --name=fill --filename="$raw" --rw=write --bs=1M --size="$BENCH_SIZE" \
 	--refill_buffers --ioengine=libaio --direct=1 --iodepth=8 \
 	--output=/dev/null
 qemu-img convert -f raw -O qcow2 "$raw" "$dir/full.qcow2"
-qemu-img create -q -f qcow2 "$dir/sparse.qcow2" "$BENCH_SIZE"
 # warm the virtual disk under the files
 dd if="$dir/full.qcow2" of=/dev/null bs=1M iflag=direct status=none
 
@@ -79,6 +80,15 @@ serve() {
 	wait_socket "$3"
 }
 
+# unserve: stop the server serve started last
+unserve() {
+	local p=${pids[-1]}
+
+	unset 'pids[-1]'
+	kill "$p"
+	wait "$p" 2>/dev/null || true
+}
+
 # iops SOCK RW: one fio run, its IOPS
 iops() {
 	fio --name=q --ioengine=nbd --uri="nbd+unix:///?socket=$1" --rw="$2" \
@@ -94,21 +104,32 @@ print(int(j["read"]["iops"] + j["write"]["iops"]))' "$dir/fio.json"
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A res
-for img in full sparse; do
-	serve tapdisk "$dir/$img.qcow2" "$dir/td-$img.sock"
-	serve qemu-nbd "$dir/$img.qcow2" "$dir/qn-$img.sock"
-done
+declare -A server=([td]=tapdisk [qn]=qemu-nbd)
+serve tapdisk "$dir/full.qcow2" "$dir/td-full.sock"
+serve qemu-nbd "$dir/full.qcow2" "$dir/qn-full.sock"
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
-	for img in full sparse; do
-		for rw in randread randwrite; do
-			order="td qn"
-			[ $((r % 2)) -eq 0 ] && order="qn td"
-			for s in $order; do
-				v=$(iops "$dir/$s-$img.sock" "$rw")
-				res[$s,$img,$rw]+="$v "
-				echo "  round $r $img $rw $s: $v IOPS" >&2
-			done
+	order="td qn"
+	[ $((r % 2)) -eq 0 ] && order="qn td"
+	for rw in randread randwrite; do
+		for s in $order; do
+			v=$(iops "$dir/$s-full.sock" "$rw")
+			res[$s,full,$rw]+="$v "
+			echo "  round $r full $rw $s: $v IOPS" >&2
 		done
+	done
+	# the sparse read goes first, on a fresh image, and the write after it
+	for s in $order; do
+		img=$dir/$s-sparse.qcow2
+		rm -f "$img" "$dir/$s-sparse.sock"
+		qemu-img create -q -f qcow2 "$img" "$BENCH_SIZE"
+		serve "${server[$s]}" "$img" "$dir/$s-sparse.sock"
+		for rw in randread randwrite; do
+			v=$(iops "$dir/$s-sparse.sock" "$rw")
+			res[$s,sparse,$rw]+="$v "
+			echo "  round $r sparse $rw $s: $v IOPS" >&2
+		done
+		unserve
+		rm -f "$img"
 	done
 done
 
