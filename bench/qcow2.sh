@@ -89,7 +89,7 @@ unserve() {
 	wait "$p" 2>/dev/null || true
 }
 
-# iops SOCK RW: one fio run, its IOPS
+# iops SOCK RW: one fio run: its IOPS and the client's CPU use (% of a core)
 iops() {
 	fio --name=q --ioengine=nbd --uri="nbd+unix:///?socket=$1" --rw="$2" \
 		--bs=4k --iodepth=32 --runtime="$BENCH_RUNTIME" --time_based \
@@ -98,12 +98,13 @@ iops() {
 	/usr/bin/python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
-print(int(j["read"]["iops"] + j["write"]["iops"]))' "$dir/fio.json"
+print(int(j["read"]["iops"] + j["write"]["iops"]),
+      int(j["usr_cpu"] + j["sys_cpu"]))' "$dir/fio.json"
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A res
+declare -A res cpu
 declare -A server=([td]=tapdisk [qn]=qemu-nbd)
 serve tapdisk "$dir/full.qcow2" "$dir/td-full.sock"
 serve qemu-nbd "$dir/full.qcow2" "$dir/qn-full.sock"
@@ -112,9 +113,11 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	[ $((r % 2)) -eq 0 ] && order="qn td"
 	for rw in randread randwrite; do
 		for s in $order; do
-			v=$(iops "$dir/$s-full.sock" "$rw")
+			out=$(iops "$dir/$s-full.sock" "$rw")
+			read -r v c <<<"$out"
 			res[$s,full,$rw]+="$v "
-			echo "  round $r full $rw $s: $v IOPS" >&2
+			cpu[$s,full,$rw]+="$c "
+			echo "  round $r full $rw $s: $v IOPS, client CPU $c%" >&2
 		done
 	done
 	# the sparse read goes first, on a fresh image, and the write after it
@@ -124,9 +127,11 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 		qemu-img create -q -f qcow2 "$img" "$BENCH_SIZE"
 		serve "${server[$s]}" "$img" "$dir/$s-sparse.sock"
 		for rw in randread randwrite; do
-			v=$(iops "$dir/$s-sparse.sock" "$rw")
+			out=$(iops "$dir/$s-sparse.sock" "$rw")
+			read -r v c <<<"$out"
 			res[$s,sparse,$rw]+="$v "
-			echo "  round $r sparse $rw $s: $v IOPS" >&2
+			cpu[$s,sparse,$rw]+="$c "
+			echo "  round $r sparse $rw $s: $v IOPS, client CPU $c%" >&2
 		done
 		unserve
 		rm -f "$img"
@@ -205,4 +210,13 @@ done
 		[ "$c" = q2r ] && name="qcow2->raw"
 		echo "| convert $name vs qemu-img -t none (s; both O_DIRECT out) | $t | $q | $(echo "scale=2; $q / $t" | bc)x | (reference) |"
 	done
+	echo
+	echo "fio's own CPU use (median, % of one core), tapdisk run / qemu-nbd run:"
+	for img in full sparse; do
+		for rw in randread randwrite; do
+			echo "- 4k $rw, $img: $(median <<<"${cpu[td,$img,$rw]}")% / $(median <<<"${cpu[qn,$img,$rw]}")%"
+		done
+	done
+	echo
+	echo "A client near 100% is the bottleneck: the ratio then measures fio and libnbd, not the servers."
 } | tee "$BENCH_OUT/qcow2.md"
