@@ -147,6 +147,15 @@ static void test_eof(struct td_loop *loop, struct td_ioengine *io,
 	   "%s: and stores nothing past them", name);
 	ok(o.iov[1].iov_base == b + BLK && o.iov[1].iov_len == BLK,
 	   "%s: the caller's iovecs are left alone", name);
+	/* one buffer goes to the kernel as a plain read, not a readv */
+	memset(b, 0xff, 2 * BLK);
+	op_init(&o, TD_IO_READ, fd, 0, b, 2 * BLK);
+	is(run_one(loop, io, &o), BLK + 100,
+	   "%s: a single-buffer read past the end returns the bytes up to it",
+	   name);
+	ok(tu_all_bytes(b, BLK + 100, 0x11) &&
+		   tu_all_bytes(b + BLK + 100, 100, 0xff),
+	   "%s: and stores nothing past them in that buffer", name);
 	op_init(&o, TD_IO_READ, fd, 8 * BLK, b, BLK);
 	is(run_one(loop, io, &o), 0, "%s: a read wholly past the end is 0",
 	   name);
