@@ -129,6 +129,23 @@ label() {
 	esac
 }
 declare -A server=([td]=tapdisk [qn]=qemu-nbd)
+# measure ROUND SERVER IMG RW: one client run on SERVER's IMG socket; qbread
+# is the read through qemu-img bench, sized to last about as long as fio
+measure() {
+	local out v c n=50000
+
+	if [ "$4" = qbread ]; then
+		[ "$3" = sparse ] && n=150000
+		out=$(qbench "$dir/$2-$3.sock" $((n * BENCH_RUNTIME)))
+	else
+		out=$(iops "$dir/$2-$3.sock" "$4")
+	fi
+	read -r v c <<<"$out"
+	res[$2,$3,$4]+="$v "
+	cpu[$2,$3,$4]+="$c "
+	echo "  round $1 $3 $4 $2: $v IOPS, client CPU $c%" >&2
+}
+
 serve tapdisk "$dir/full.qcow2" "$dir/td-full.sock"
 serve qemu-nbd "$dir/full.qcow2" "$dir/qn-full.sock"
 for ((r = 1; r <= BENCH_ROUNDS; r++)); do
@@ -136,33 +153,17 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	[ $((r % 2)) -eq 0 ] && order="qn td"
 	for rw in randread qbread randwrite; do
 		for s in $order; do
-			if [ $rw = qbread ]; then
-				out=$(qbench "$dir/$s-full.sock" $((50000 * BENCH_RUNTIME)))
-			else
-				out=$(iops "$dir/$s-full.sock" "$rw")
-			fi
-			read -r v c <<<"$out"
-			res[$s,full,$rw]+="$v "
-			cpu[$s,full,$rw]+="$c "
-			echo "  round $r full $rw $s: $v IOPS, client CPU $c%" >&2
+			measure $r $s full $rw
 		done
 	done
-	# the sparse read goes first, on a fresh image, and the write after it
+	# the sparse reads go first, on a fresh image, and the write after them
 	for s in $order; do
 		img=$dir/$s-sparse.qcow2
 		rm -f "$img" "$dir/$s-sparse.sock"
 		qemu-img create -q -f qcow2 "$img" "$BENCH_SIZE"
 		serve "${server[$s]}" "$img" "$dir/$s-sparse.sock"
 		for rw in randread qbread randwrite; do
-			if [ $rw = qbread ]; then
-				out=$(qbench "$dir/$s-sparse.sock" $((150000 * BENCH_RUNTIME)))
-			else
-				out=$(iops "$dir/$s-sparse.sock" "$rw")
-			fi
-			read -r v c <<<"$out"
-			res[$s,sparse,$rw]+="$v "
-			cpu[$s,sparse,$rw]+="$c "
-			echo "  round $r sparse $rw $s: $v IOPS, client CPU $c%" >&2
+			measure $r $s sparse $rw
 		done
 		unserve
 		rm -f "$img"
