@@ -454,7 +454,7 @@ int qcow_map(struct td_image *img, uint64_t pos, struct qcow_req *qr,
 	if (rc)
 		return rc;
 	m->l2_index = (uint32_t)((pos >> cbits) & (p->g.l2_entries - 1));
-	e = qcow_be64((const uint8_t *)&m->l2->table[m->l2_index]);
+	e = td_be_get64((const uint8_t *)&m->l2->table[m->l2_index]);
 	m->entry = e;
 	if (!e)
 		return 0;

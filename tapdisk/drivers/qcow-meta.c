@@ -22,31 +22,31 @@
 
 void qcow_header_decode(const uint8_t *b, struct qcow_header *h)
 {
-	h->magic = qcow_be32(b);
-	h->version = qcow_be32(b + 4);
-	h->backing_offset = qcow_be64(b + 8);
-	h->backing_size = qcow_be32(b + 16);
-	h->mtime = qcow_be32(b + 20);
-	h->size = qcow_be64(b + 24);
+	h->magic = td_be_get32(b);
+	h->version = td_be_get32(b + 4);
+	h->backing_offset = td_be_get64(b + 8);
+	h->backing_size = td_be_get32(b + 16);
+	h->mtime = td_be_get32(b + 20);
+	h->size = td_be_get64(b + 24);
 	h->cluster_bits = b[32];
 	h->l2_bits = b[33];
-	h->crypt_method = qcow_be32(b + 36);
-	h->l1_offset = qcow_be64(b + 40);
+	h->crypt_method = td_be_get32(b + 36);
+	h->l1_offset = td_be_get64(b + 40);
 }
 
 void qcow_header_encode(const struct qcow_header *h, uint8_t *b)
 {
 	memset(b, 0, QCOW_HEADER_SIZE);
-	qcow_put_be32(b, h->magic);
-	qcow_put_be32(b + 4, h->version);
-	qcow_put_be64(b + 8, h->backing_offset);
-	qcow_put_be32(b + 16, h->backing_size);
-	qcow_put_be32(b + 20, h->mtime);
-	qcow_put_be64(b + 24, h->size);
+	td_be_put32(b, h->magic);
+	td_be_put32(b + 4, h->version);
+	td_be_put64(b + 8, h->backing_offset);
+	td_be_put32(b + 16, h->backing_size);
+	td_be_put32(b + 20, h->mtime);
+	td_be_put64(b + 24, h->size);
 	b[32] = h->cluster_bits;
 	b[33] = h->l2_bits;
-	qcow_put_be32(b + 36, h->crypt_method);
-	qcow_put_be64(b + 40, h->l1_offset);
+	td_be_put32(b + 36, h->crypt_method);
+	td_be_put64(b + 40, h->l1_offset);
 }
 
 /* L1 entries for a disk of size bytes; 0 if the table would be too big. */
@@ -430,7 +430,7 @@ static int qcow_scan(const struct qcow_admin *a, int fd, uint64_t file_size,
 		}
 		qcow_scan_use(sc, off, g->l2_bytes);
 		for (j = 0; j < g->l2_entries; j++) {
-			e = qcow_be64(t + j * 8);
+			e = td_be_get64(t + j * 8);
 			if (!e)
 				continue;
 			if (e & QCOW_COMPRESSED) {

@@ -22,6 +22,7 @@
 
 #include <nettle/aes.h>
 
+#include "be.h"
 #include "image.h"
 #include "io.h"
 #include "loop.h"
@@ -69,36 +70,6 @@ struct qcow_geom {
 	uint64_t l1_bytes;
 	uint64_t offset_mask; /* the offset bits of an L2 entry */
 };
-
-static inline uint64_t qcow_be64(const uint8_t *p)
-{
-	return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 |
-	       (uint64_t)p[2] << 40 | (uint64_t)p[3] << 32 |
-	       (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
-	       (uint64_t)p[6] << 8 | p[7];
-}
-
-static inline void qcow_put_be64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static inline uint32_t qcow_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void qcow_put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 void qcow_header_decode(const uint8_t *b, struct qcow_header *h);
 void qcow_header_encode(const struct qcow_header *h, uint8_t *b);

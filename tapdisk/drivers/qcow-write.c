@@ -167,8 +167,8 @@ static void qcow_alloc_set_entries(struct qcow_priv *p, struct qcow_alloc *a,
 	unsigned i;
 
 	for (i = 0; i < a->n; i++)
-		qcow_put_be64(dst + (uint64_t)(a->l2_index + i) * 8 - lo,
-			      a->off + (uint64_t)i * p->g.cluster_size);
+		td_be_put64(dst + (uint64_t)(a->l2_index + i) * 8 - lo,
+			    a->off + (uint64_t)i * p->g.cluster_size);
 }
 
 static void qcow_alloc_write_l2(struct qcow_req *qr)
@@ -212,7 +212,7 @@ static void qcow_alloc_write_l1(struct qcow_req *qr)
 	uint64_t hi = qcow_align_up(pos + 8, p->align);
 
 	a->stage = QCOW_A_L1;
-	qcow_put_be64(p->l1_raw + (pos - p->l1_raw_off), a->l2->off);
+	td_be_put64(p->l1_raw + (pos - p->l1_raw_off), a->l2->off);
 	qcow_alloc_io(qr, TD_IO_WRITE, lo, p->l1_raw + (lo - p->l1_raw_off),
 		      hi - lo, true);
 }
@@ -238,10 +238,10 @@ static void qcow_alloc_io_done(struct td_iocb *cb, long res)
 		td_err("%s: %s at %llu: %s", p->file, what[a->stage],
 		       (unsigned long long)cb->offset, strerror((int)-res));
 		if (a->stage == QCOW_A_L1)
-			qcow_put_be64(p->l1_raw +
-					      (p->h.l1_offset +
-					       a->l1_index * 8 - p->l1_raw_off),
-				      0);
+			td_be_put64(p->l1_raw +
+					    (p->h.l1_offset + a->l1_index * 8 -
+					     p->l1_raw_off),
+				    0);
 		qcow_alloc_end(qr, (int)res);
 		return;
 	}

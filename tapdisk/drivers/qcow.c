@@ -191,7 +191,8 @@ static int qcow_load_meta(struct td_image *img, int fd, bool l1)
 		return err;
 	}
 	for (i = 0; i < p->g.l1_entries; i++)
-		p->l1[i] = qcow_be64(p->l1_raw + (p->h.l1_offset - lo) + i * 8);
+		p->l1[i] =
+			td_be_get64(p->l1_raw + (p->h.l1_offset - lo) + i * 8);
 	return 0;
 }
 
