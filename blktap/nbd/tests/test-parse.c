@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nbd-proto.h"
+#include "nbd-test.h"
 #include "request.h"
 #include "tap.h"
 
@@ -156,17 +157,6 @@ static void test_meta_req(void)
 	is(nbd_parse_meta_req(b, len, &r), -EINVAL, "huge name length");
 }
 
-static void req(uint8_t *b, uint32_t magic, uint16_t flags, uint16_t type,
-		uint64_t cookie, uint64_t offset, uint32_t len)
-{
-	td_be_put32(b, magic);
-	td_be_put16(b + 4, flags);
-	td_be_put16(b + 6, type);
-	td_be_put64(b + 8, cookie);
-	td_be_put64(b + 16, offset);
-	td_be_put32(b + 24, len);
-}
-
 static int check(uint16_t flags, uint16_t type, uint64_t offset, uint32_t len,
 		 const struct nbd_caps *caps)
 {
@@ -186,16 +176,16 @@ static void test_requests(void)
 	struct nbd_req_hdr h;
 	uint8_t b[NBD_REQ_HDR_LEN];
 
-	req(b, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_FUA, NBD_CMD_WRITE,
-	    0x0102030405060708ull, 1ull << 40, 4096);
+	nbd_test_req(b, NBD_REQUEST_MAGIC, NBD_CMD_FLAG_FUA, NBD_CMD_WRITE,
+		     0x0102030405060708ull, 1ull << 40, 4096);
 	is(nbd_parse_req_hdr(b, &h), 0, "request header");
 	ok(h.flags == NBD_CMD_FLAG_FUA && h.type == NBD_CMD_WRITE &&
 		   h.cookie == 0x0102030405060708ull &&
 		   h.offset == 1ull << 40 && h.len == 4096,
 	   "fields decoded big-endian");
-	req(b, NBD_SIMPLE_REPLY_MAGIC, 0, NBD_CMD_READ, 1, 0, 512);
+	nbd_test_req(b, NBD_SIMPLE_REPLY_MAGIC, 0, NBD_CMD_READ, 1, 0, 512);
 	is(nbd_parse_req_hdr(b, &h), -EPROTO, "bad request magic");
-	req(b, 0x21e41c71u, 0, NBD_CMD_READ, 1, 0, 512);
+	nbd_test_req(b, 0x21e41c71u, 0, NBD_CMD_READ, 1, 0, 512);
 	is(nbd_parse_req_hdr(b, &h), -EPROTO, "extended header refused");
 
 	is(check(0, NBD_CMD_READ, 0, 4096, &sr), 0, "read");

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "loop.h"
 #include "nbd-proto.h"
+#include "nbd-test.h"
 #include "nbd.h"
 #include "tap.h"
 #include "test-util.h"
@@ -224,12 +225,7 @@ static bool send_req(int fd, uint16_t flags, uint16_t type, uint64_t cookie,
 {
 	uint8_t b[NBD_REQ_HDR_LEN];
 
-	td_be_put32(b, NBD_REQUEST_MAGIC);
-	td_be_put16(b + 4, flags);
-	td_be_put16(b + 6, type);
-	td_be_put64(b + 8, cookie);
-	td_be_put64(b + 16, offset);
-	td_be_put32(b + 24, len);
+	nbd_test_req(b, NBD_REQUEST_MAGIC, flags, type, cookie, offset, len);
 	return cl_send(fd, b, sizeof(b));
 }
 
